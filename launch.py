@@ -1,0 +1,93 @@
+#!/usr/bin/env python
+"""Command line of the breast-ultrasound architecture and hyperparameter search.
+
+One verb per stage of the pipeline. This file only declares arguments; each verb is a function
+``cmd_<verb>(args) -> exit status`` in the package that owns it, imported when the verb runs so that
+``launch.py audit`` does not pay for importing torch or Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+CLASSES = ("normal", "benign", "malignant")
+
+
+def _verb(sub: argparse._SubParsersAction, name: str, target: str, help: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help, description=help)
+    parser.set_defaults(_target=target)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="launch.py",
+        description="Joint lesion segmentation + classification search for breast ultrasound (Ray Tune).",
+    )
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = _verb(sub, "audit", "trainables.data.commands:cmd_audit", "check a BUSI-format folder and report problems")
+    p.add_argument("data_dir", help="ROOT with one folder per class (normal/, benign/, malignant/)")
+    p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the report as JSON")
+    p.add_argument("--classes", nargs="+", default=list(CLASSES), help="class folder names, in label order")
+    p.add_argument("--missing-mask", choices=["error", "empty", "skip"], default="error",
+                   help="an image without a mask: fail, treat as no lesion, or leave it out")
+
+    p = _verb(sub, "splits", "trainables.data.commands:cmd_splits",
+              "write a leakage-safe hold-out test set + stratified group K folds")
+    p.add_argument("data_dir")
+    p.add_argument("--out", required=True, metavar="splits.json")
+    p.add_argument("--folds", type=int, default=3)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--classes", nargs="+", default=list(CLASSES))
+    p.add_argument("--missing-mask", choices=["error", "empty", "skip"], default="error")
+
+    p = _verb(sub, "make-synthetic", "trainables.data.commands:cmd_make_synthetic",
+              "write the built-in synthetic ultrasound set in BUSI layout")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--n-per-class", type=int, nargs=3, metavar=("NORMAL", "BENIGN", "MALIGNANT"))
+    p.add_argument("--size", type=int, default=None, metavar="PX")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _verb(sub, "models", "model_zoo.commands:cmd_models", "list the registered model components")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--describe", metavar="SPEC.yaml", help="describe the model of a spec (params, FLOPs)")
+    p.add_argument("--size", type=int, default=256, help="input size for --describe")
+
+    p = _verb(sub, "fetch-weights", "model_zoo.commands:cmd_fetch_weights",
+              "download pretrained encoder weights into the local cache (run where there is internet)")
+    p.add_argument("encoders", nargs="+", metavar="ENCODER")
+    p.add_argument("--weights", default="imagenet")
+
+    p = _verb(sub, "train", "trainables.commands:cmd_train", "train one config with the K-fold lockstep loop")
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument("--data", metavar="DIR", help="override data.root")
+    p.add_argument("--out", metavar="DIR", help="output folder (default runs/train/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec field, e.g. --set train.lr=1e-3 (repeatable)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--resume", action="store_true", help="continue from the state saved in --out")
+    p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (reads a sweep's parameters)")
+
+    p = _verb(sub, "demo", "trainables.commands:cmd_demo", "run the main job on the built-in synthetic data")
+    p.add_argument("--out", default="runs/demo", metavar="DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module_name, func_name = args._target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
