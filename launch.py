@@ -29,15 +29,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = _verb(sub, "audit", "trainables.data.commands:cmd_audit", "check a BUSI-format folder and report problems")
+    p = _verb(
+        sub, "audit", "trainables.data.commands:cmd_audit", "check a BUSI-format folder and report problems"
+    )
     p.add_argument("data_dir", help="ROOT with one folder per class (normal/, benign/, malignant/)")
     p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the report as JSON")
     p.add_argument("--classes", nargs="+", default=list(CLASSES), help="class folder names, in label order")
-    p.add_argument("--missing-mask", choices=["error", "empty", "skip"], default="error",
-                   help="an image without a mask: fail, treat as no lesion, or leave it out")
+    p.add_argument(
+        "--missing-mask",
+        choices=["error", "empty", "skip"],
+        default="error",
+        help="an image without a mask: fail, treat as no lesion, or leave it out",
+    )
 
-    p = _verb(sub, "splits", "trainables.data.commands:cmd_splits",
-              "write a leakage-safe hold-out test set + stratified group K folds")
+    p = _verb(
+        sub,
+        "splits",
+        "trainables.data.commands:cmd_splits",
+        "write a leakage-safe hold-out test set + stratified group K folds",
+    )
     p.add_argument("data_dir")
     p.add_argument("--out", required=True, metavar="splits.json")
     p.add_argument("--folds", type=int, default=3)
@@ -46,8 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", default=list(CLASSES))
     p.add_argument("--missing-mask", choices=["error", "empty", "skip"], default="error")
 
-    p = _verb(sub, "make-synthetic", "trainables.data.commands:cmd_make_synthetic",
-              "write the built-in synthetic ultrasound set in BUSI layout")
+    p = _verb(
+        sub,
+        "make-synthetic",
+        "trainables.data.commands:cmd_make_synthetic",
+        "write the built-in synthetic ultrasound set in BUSI layout",
+    )
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--n-per-class", type=int, nargs=3, metavar=("NORMAL", "BENIGN", "MALIGNANT"))
     p.add_argument("--size", type=int, default=None, metavar="PX")
@@ -58,8 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--describe", metavar="SPEC.yaml", help="describe the model of a spec (params, FLOPs)")
     p.add_argument("--size", type=int, default=256, help="input size for --describe")
 
-    p = _verb(sub, "fetch-weights", "model_zoo.commands:cmd_fetch_weights",
-              "download pretrained encoder weights into the local cache (run where there is internet)")
+    p = _verb(
+        sub,
+        "fetch-weights",
+        "model_zoo.commands:cmd_fetch_weights",
+        "download pretrained encoder weights into the local cache (run where there is internet)",
+    )
     p.add_argument("encoders", nargs="+", metavar="ENCODER")
     p.add_argument("--weights", default="imagenet")
 
@@ -67,11 +85,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC.yaml")
     p.add_argument("--data", metavar="DIR", help="override data.root")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/train/<name>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec field, e.g. --set train.lr=1e-3 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. --set train.lr=1e-3 (repeatable)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from the state saved in --out")
-    p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (reads a sweep's parameters)")
+    p.add_argument(
+        "--wandb", action="store_true", help="log to Weights & Biases (reads a sweep's parameters)"
+    )
+
+    p = _verb(
+        sub, "search", "search.commands:cmd_search", "run an architecture + hyperparameter search on Ray Tune"
+    )
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument("--data", metavar="DIR", help="override data.root")
+    p.add_argument(
+        "--storage", default="runs", metavar="PATH|URI", help="local folder, NFS path, s3://, gs://"
+    )
+    p.add_argument("--name", help="experiment name (default: the spec's name)")
+    p.add_argument(
+        "--address", help="join a Ray cluster: auto | HOST:PORT | ray://HOST:PORT (default: local Ray)"
+    )
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the experiment of the same name")
+    group.add_argument(
+        "--overwrite", action="store_true", help="delete an existing experiment of that name first"
+    )
+
+    p = _verb(sub, "resume", "search.commands:cmd_resume", "resume an interrupted search from its folder")
+    p.add_argument("exp_dir", metavar="EXP_DIR")
+    p.add_argument("--address", help="join a Ray cluster instead of starting a local one")
+
+    p = _verb(
+        sub, "wandb-sweep", "search.commands:cmd_wandb_sweep", "export a spec's space as a W&B sweep config"
+    )
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument("--out", required=True, metavar="sweep.yaml")
 
     p = _verb(sub, "demo", "trainables.commands:cmd_demo", "run the main job on the built-in synthetic data")
     p.add_argument("--out", default="runs/demo", metavar="DIR")

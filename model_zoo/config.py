@@ -39,7 +39,9 @@ class LatentAugConfig:
     target_classes: str | list[str] = field(
         default="auto", metadata={"help": "'auto' = classes rarer than the most frequent, or a list of names"}
     )
-    multiplier: int = field(default=1, metadata={"min": 1, "help": "extra samples per target sample and mode"})
+    multiplier: int = field(
+        default=1, metadata={"min": 1, "help": "extra samples per target sample and mode"}
+    )
 
 
 @dataclass
@@ -55,8 +57,10 @@ class ClsHeadConfig:
 class ModelConfig:
     """Everything needed to build the joint segmentation + classification network."""
 
-    encoder: str = field(default="resnet18", metadata={"check": _check_encoder,
-                                                       "help": "smp encoder, 'tu-<timm name>' or 'tv-<torchvision>'"})
+    encoder: str = field(
+        default="resnet18",
+        metadata={"check": _check_encoder, "help": "smp encoder, 'tu-<timm name>' or 'tv-<torchvision>'"},
+    )
     encoder_weights: str | None = field(
         default=None, metadata={"help": "imagenet | null | path to a .pth/.safetensors state dict"}
     )
@@ -65,7 +69,9 @@ class ModelConfig:
     decoder_options: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "passed to the smp decoder (decoder_channels, ...)"}
     )
-    bottleneck: str = field(default="identity", metadata={"check": _check_in("model_zoo.bottleneck.BOTTLENECKS")})
+    bottleneck: str = field(
+        default="identity", metadata={"check": _check_in("model_zoo.bottleneck.BOTTLENECKS")}
+    )
     attention: str = field(default="none", metadata={"check": _check_in("model_zoo.attention.ATTENTIONS")})
     decoder_attention: str | None = field(
         default=None, metadata={"help": "smp decoder_attention_type (scse) where the decoder supports it"}
@@ -88,4 +94,6 @@ class LossConfig:
     focal_gamma: float = field(default=2.0, metadata={"min": 0.0})
     tversky_alpha: float = field(default=0.3, metadata={"min": 0.0, "max": 1.0})
     tversky_beta: float = field(default=0.7, metadata={"min": 0.0, "max": 1.0})
-    aug_weight: float = field(default=1.0, metadata={"min": 0.0, "help": "weight of latent-aug samples in cls loss"})
+    aug_weight: float = field(
+        default=1.0, metadata={"min": 0.0, "help": "weight of latent-aug samples in cls loss"}
+    )

@@ -38,11 +38,15 @@ class TrainConfig:
     compile: bool = False
     grad_clip: float | None = field(default=1.0, metadata={"gt": 0.0})
     sampler: Literal["random", "balanced"] = "random"
-    patience: int | None = field(default=None, metadata={"min": 1, "help": "per-fold early stopping (epochs)"})
+    patience: int | None = field(
+        default=None, metadata={"min": 1, "help": "per-fold early stopping (epochs)"}
+    )
     seed: int = 0
     deterministic: bool = False
     tau: float = field(default=2.0, metadata={"gt": 0.0, "help": "NSD tolerance in pixels"})
-    min_area: int = field(default=10, metadata={"min": 0, "help": "px; a smaller predicted lesion counts as none"})
+    min_area: int = field(
+        default=10, metadata={"min": 0, "help": "px; a smaller predicted lesion counts as none"}
+    )
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     select: dict[str, float] = field(

@@ -12,7 +12,9 @@ DEFAULT_CLASSES = ("normal", "benign", "malignant")
 class SyntheticConfig:
     """The built-in synthetic set, made on the fly when ``data.root`` is null."""
 
-    n_per_class: list[int] = field(default_factory=lambda: [27, 87, 42], metadata={"help": "normal benign malignant"})
+    n_per_class: list[int] = field(
+        default_factory=lambda: [27, 87, 42], metadata={"help": "normal benign malignant"}
+    )
     size: int = field(default=128, metadata={"min": 32, "help": "side of the written PNGs in pixels"})
     seed: int = 0
 
@@ -21,7 +23,9 @@ class SyntheticConfig:
 class DataConfig:
     """Where the images are and how they become training arrays and splits."""
 
-    root: str | None = field(default=None, metadata={"help": "BUSI-format folder; null = built-in synthetic set"})
+    root: str | None = field(
+        default=None, metadata={"help": "BUSI-format folder; null = built-in synthetic set"}
+    )
     image_size: int = field(default=256, metadata={"min": 32, "help": "working resolution (square)"})
     resize: Literal["stretch", "letterbox"] = "letterbox"
     folds: int = field(default=3, metadata={"min": 2, "max": 20})
