@@ -128,8 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC.yaml")
     p.add_argument("--out", required=True, metavar="sweep.yaml")
 
-    p = _verb(sub, "demo", "trainables.commands:cmd_demo", "run the main job on the built-in synthetic data")
-    p.add_argument("--out", default="runs/demo", metavar="DIR")
     return parser
 
 
