@@ -8,6 +8,12 @@ from typing import Literal
 from model_zoo.config import LossConfig
 
 
+def _check_select(weights: dict[str, float]) -> None:
+    from trainables.metrics import check_select  # lazy: metrics imports MONAI and scikit-learn
+
+    check_select(weights)
+
+
 @dataclass
 class AugmentConfig:
     """On-device batch augmentation (image and mask share one affine grid)."""
@@ -51,5 +57,5 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     select: dict[str, float] = field(
         default_factory=lambda: {"dice": 0.5, "macro_f1": 0.5},
-        metadata={"help": "score = weighted mean of these validation metrics"},
+        metadata={"check": _check_select, "help": "score = weighted mean of these validation metrics"},
     )
