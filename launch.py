@@ -128,6 +128,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC.yaml")
     p.add_argument("--out", required=True, metavar="sweep.yaml")
 
+    p = _verb(
+        sub, "analyze", "analysis.commands:cmd_analyze", "leaderboard, plots and report of a finished search"
+    )
+    p.add_argument("exp_dir", metavar="EXP_DIR")
+    p.add_argument("--out", metavar="DIR", help="default EXP_DIR/analysis")
+    p.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="restrict to trials whose parameter KEY equals VALUE (repeatable)",
+    )
+
+    p = _verb(
+        sub,
+        "refit",
+        "analysis.commands:cmd_refit",
+        "train the chosen config on all development images, then evaluate once on the test set",
+    )
+    p.add_argument("source", metavar="EXP_DIR|SPEC.yaml")
+    p.add_argument(
+        "--trial", metavar="ID", help="a trial id of the experiment (default: the leaderboard's best)"
+    )
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--epochs", default="auto", help="N, or auto = mean over folds of the trial's best epochs")
+    p.add_argument("--out", metavar="DIR", help="default EXP_DIR/refit")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--data", metavar="DIR", help="override data.root (with SPEC.yaml)")
+    p.add_argument(
+        "--ensemble-folds",
+        action="store_true",
+        help="evaluate the chosen trial's K fold models as an averaging ensemble instead of refitting",
+    )
+
+    p = _verb(
+        sub, "predict", "analysis.commands:cmd_predict", "segment and classify new images with a model bundle"
+    )
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="a .safetensors bundle written by refit")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--image", metavar="PATH")
+    src.add_argument("--input-dir", metavar="DIR")
+    p.add_argument("--out-dir", metavar="DIR", help="where masks, overlays and predictions.csv go")
+    p.add_argument("--out", metavar="viz.png", help="visualization of a single image")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--gpu", action="store_true", help="alias of --device cuda (fails clearly without a GPU)")
+    p.add_argument("--tta", action="store_true", help="average over horizontal-flip test-time augmentation")
+
     return parser
 
 
