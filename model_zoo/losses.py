@@ -1,0 +1,217 @@
+"""Joint loss: ``seg_weight * segmentation + cls_weight * classification`` (thesis default 0.7 / 0.3).
+
+Segmentation (binary lesion mask, per image then averaged over the batch):
+
+- ``dice_bce``: soft Dice + BCE; ``dice_focal``: soft Dice + focal (Lin et al., ICCV 2017,
+  arXiv:1708.02002); ``tversky``: Tversky (Salehi et al., MLMI 2017, arXiv:1706.05721; ``alpha``
+  weighs false positives, ``beta`` false negatives); ``focal``: focal only.
+- Dice and Tversky are MONAI's, per image (``batch=False``, smoothing 1), averaged over the images
+  that hold a lesion only, exactly as the Dice metric is defined. On a normal image (empty mask) a
+  soft-overlap term cannot tell a clean prediction from a faint one (``P / (P + 1)`` for the soft
+  predicted area ``P`` stays near 1 until every logit is extreme), so there the pixel-wise term
+  (BCE or focal, over every image) is what penalises false positives; ``tversky`` therefore carries a
+  BCE term too. A batch without lesion images has a region term of 0.
+
+Classification (``ce``, ``weighted_ce``, ``focal``; label smoothing applies to all three):
+
+- ``weighted_ce`` needs class weights (:func:`class_weights_from_counts` of the training fold);
+  ``ce`` and ``focal`` are unweighted (focal down-weights easy samples instead: ``(1 - p_t)^gamma * CE``).
+- The latent-augmentation samples (``out.aug_cls_logits`` / ``out.aug_labels``) join the real ones in
+  one weighted mean, each with sample weight ``aug_weight`` (real samples: 1), times its class weight:
+  ``sum(s_i w_{y_i} l_i) / sum(s_i w_{y_i})``. Without aug samples this equals ``F.cross_entropy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from monai.losses import DiceLoss, TverskyLoss
+from segmentation_models_pytorch.losses import FocalLoss, SoftBCEWithLogitsLoss
+from torch import nn
+
+from model_zoo.config import LossConfig
+from model_zoo.registry import Registry
+
+SEG_LOSSES: Registry[Callable[[LossConfig], nn.Module]] = Registry("segmentation loss")
+CLS_LOSSES: Registry[Callable[[LossConfig, torch.Tensor | None], nn.Module]] = Registry("classification loss")
+
+
+def class_weights_from_counts(counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """Inverse-frequency class weights ``1 / n_c``, scaled to mean 1 (float32 ``[K]``)."""
+    n = torch.as_tensor(counts, dtype=torch.float64).flatten()
+    if n.numel() == 0 or bool((n <= 0).any()):
+        raise ValueError(
+            f"class counts must all be positive (a class missing from the training fold?), got {n.tolist()}"
+        )
+    w = 1.0 / n
+    return (w / w.mean()).float()
+
+
+class _SumLoss(nn.Module):
+    """Unweighted sum of segmentation terms, each ``(logits [B,1,H,W], target [B,1,H,W]) -> scalar``."""
+
+    def __init__(self, **terms: nn.Module) -> None:
+        super().__init__()
+        self.terms = nn.ModuleDict(terms)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum((term(logits, target) for term in self.terms.values()), logits.new_zeros(()))
+
+
+class LesionImagesOnly(nn.Module):
+    """Apply a per-image region loss to the images whose mask holds a lesion; 0 when there are none."""
+
+    def __init__(self, region: nn.Module) -> None:
+        super().__init__()
+        self.region = region
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        has_lesion = target.flatten(1).amax(dim=1) > 0
+        if not bool(has_lesion.any()):
+            return logits.sum() * 0.0  # keeps the graph (and DDP/AMP bookkeeping) intact
+        return self.region(logits[has_lesion], target[has_lesion])
+
+
+def _dice() -> nn.Module:
+    return LesionImagesOnly(DiceLoss(sigmoid=True, batch=False, smooth_nr=1.0, smooth_dr=1.0))
+
+
+def _focal(cfg: LossConfig) -> nn.Module:
+    return FocalLoss(mode="binary", gamma=cfg.focal_gamma)
+
+
+@SEG_LOSSES.register("dice_bce")
+def dice_bce(cfg: LossConfig) -> nn.Module:
+    """Soft Dice (per image) + binary cross-entropy."""
+    return _SumLoss(dice=_dice(), bce=SoftBCEWithLogitsLoss())
+
+
+@SEG_LOSSES.register("dice_focal")
+def dice_focal(cfg: LossConfig) -> nn.Module:
+    """Soft Dice (per image) + binary focal loss (gamma = focal_gamma)."""
+    return _SumLoss(dice=_dice(), focal=_focal(cfg))
+
+
+@SEG_LOSSES.register("tversky")
+def tversky(cfg: LossConfig) -> nn.Module:
+    """Tversky (per lesion image; alpha on false positives, beta on false negatives) + BCE."""
+    region = TverskyLoss(
+        sigmoid=True,
+        batch=False,
+        alpha=cfg.tversky_alpha,
+        beta=cfg.tversky_beta,
+        smooth_nr=1.0,
+        smooth_dr=1.0,
+    )
+    return _SumLoss(tversky=LesionImagesOnly(region), bce=SoftBCEWithLogitsLoss())
+
+
+@SEG_LOSSES.register("focal")
+def focal_seg(cfg: LossConfig) -> nn.Module:
+    """Binary focal loss only (gamma = focal_gamma)."""
+    return _SumLoss(focal=_focal(cfg))
+
+
+class ClassificationLoss(nn.Module):
+    """Per-sample CE (optionally class-weighted, label-smoothed, focal), reduced as a weighted mean.
+
+    ``forward(logits [N,K], labels [N], sample_weight [N] | None) -> scalar``:
+    ``sum(s_i w_{y_i} l_i) / sum(s_i w_{y_i})`` where ``l_i`` is the (focal-modulated) CE of sample i.
+    """
+
+    def __init__(
+        self, class_weights: torch.Tensor | None, label_smoothing: float, gamma: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.label_smoothing = float(label_smoothing)
+        self.gamma = float(gamma)
+        self.register_buffer(
+            "class_weights", None if class_weights is None else class_weights.float().clone()
+        )
+
+    def forward(
+        self, logits: torch.Tensor, labels: torch.Tensor, sample_weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits = logits.float()
+        cw = None if self.class_weights is None else self.class_weights.to(logits.device)
+        # with reduction="none" torch already multiplies each sample by w_{y_i}
+        loss = F.cross_entropy(
+            logits, labels, weight=cw, label_smoothing=self.label_smoothing, reduction="none"
+        )
+        if self.gamma > 0:
+            p_t = logits.softmax(dim=1).gather(1, labels[:, None]).squeeze(1)
+            loss = (1.0 - p_t).pow(self.gamma) * loss
+        denom = torch.ones_like(loss) if cw is None else cw[labels]
+        if sample_weight is not None:
+            loss, denom = loss * sample_weight, denom * sample_weight
+        return loss.sum() / denom.sum().clamp_min(torch.finfo(loss.dtype).tiny)
+
+
+@CLS_LOSSES.register("ce")
+def ce(cfg: LossConfig, class_weights: torch.Tensor | None) -> nn.Module:
+    """Cross-entropy (unweighted), optional label smoothing."""
+    return ClassificationLoss(None, cfg.label_smoothing)
+
+
+@CLS_LOSSES.register("weighted_ce")
+def weighted_ce(cfg: LossConfig, class_weights: torch.Tensor | None) -> nn.Module:
+    """Class-weighted cross-entropy (weights from the training fold), optional label smoothing."""
+    if class_weights is None:
+        raise ValueError(
+            "train.loss.cls='weighted_ce' needs class weights: pass class_weights_from_counts(<training fold counts>)"
+        )
+    return ClassificationLoss(class_weights, cfg.label_smoothing)
+
+
+@CLS_LOSSES.register("focal")
+def focal_cls(cfg: LossConfig, class_weights: torch.Tensor | None) -> nn.Module:
+    """Softmax focal loss ``(1 - p_t)^gamma * CE`` (unweighted), optional label smoothing."""
+    return ClassificationLoss(None, cfg.label_smoothing, gamma=cfg.focal_gamma)
+
+
+class JointLoss(nn.Module):
+    """``forward(out, masks, labels) -> (total, {"seg", "cls", "total"})`` for the joint network's output."""
+
+    def __init__(self, cfg: LossConfig, seg: nn.Module, cls: nn.Module) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.seg = seg
+        self.cls = cls
+
+    def forward(
+        self, out: Any, masks: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        seg_logits, cls_logits = out
+        seg_logits = seg_logits.float()
+        if masks.dim() == 3:
+            masks = masks[:, None]
+        if masks.shape != seg_logits.shape:
+            raise ValueError(
+                f"masks of shape {tuple(masks.shape)} do not match seg logits {tuple(seg_logits.shape)}"
+            )
+        seg = self.seg(seg_logits, masks.to(seg_logits.dtype))
+
+        aug_logits = getattr(out, "aug_cls_logits", None)
+        aug_labels = getattr(out, "aug_labels", None)
+        if aug_logits is not None and aug_labels is not None and aug_labels.numel() > 0:
+            weight = torch.cat(
+                [
+                    cls_logits.new_ones(labels.shape[0]),
+                    cls_logits.new_full((aug_labels.shape[0],), self.cfg.aug_weight),
+                ]
+            ).float()
+            cls = self.cls(torch.cat([cls_logits, aug_logits]), torch.cat([labels, aug_labels]), weight)
+        else:
+            cls = self.cls(cls_logits, labels)
+
+        total = self.cfg.seg_weight * seg + self.cfg.cls_weight * cls
+        return total, {"seg": float(seg.detach()), "cls": float(cls.detach()), "total": float(total.detach())}
+
+
+def build_loss(cfg: LossConfig, class_weights: Sequence[float] | torch.Tensor | None = None) -> JointLoss:
+    """The joint loss named by ``cfg`` (``train.loss``); ``class_weights`` are used by ``weighted_ce``."""
+    weights = None if class_weights is None else torch.as_tensor(class_weights, dtype=torch.float32).flatten()
+    return JointLoss(cfg, SEG_LOSSES.get(cfg.seg)(cfg), CLS_LOSSES.get(cfg.cls)(cfg, weights))
