@@ -32,4 +32,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run_all
 
 clean-cache:
-	rm -rf .cache/bus-search
+	$(PY) -c "from trainables.data.cache import clear_cache; print(clear_cache())"

@@ -1,0 +1,282 @@
+"""Checking a BUSI-format folder: one decode pass over every image and mask, then a report.
+
+:func:`run_audit` is shared with the cache: a caller may pass ``process`` to do more with each decoded
+pair in the same pass (the cache resizes and stores it), so a set is decoded once. The report is exactly
+the ``audit --json`` contract of the data layer (paths relative to the root, forward slashes, sorted).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainables.data.config import DEFAULT_CLASSES
+from trainables.data.dedup import group_duplicates, group_ids, image_hash
+from trainables.data.errors import DataError, listing
+from trainables.data.imageio import centre_crop_mask, read_gray, read_mask_file
+from trainables.data.scan import ImageRecord, ScanResult, scan_folder
+
+# process(index, gray uint8[H, W], mask bool[H, W]) -> anything; runs in a worker thread.
+Process = Callable[[int, np.ndarray, np.ndarray], Any]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A mask whose size differs from its image; ``repaired`` when it was centre-cropped to fit."""
+
+    image: str
+    mask: str
+    image_size: tuple[int, int]
+    mask_size: tuple[int, int]
+    repaired: bool
+
+    def describe(self) -> str:
+        (iw, ih), (mw, mh) = self.image_size, self.mask_size
+        how = "centre-cropped to fit" if self.repaired else "cannot be aligned"
+        return f"{self.mask} is {mw}x{mh} but {self.image} is {iw}x{ih} ({how})"
+
+
+@dataclass
+class Inspection:
+    """What decoding one record found."""
+
+    size: tuple[int, int] | None = None  # (w, h) of the image
+    hash: np.ndarray | None = None
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    result: Any = None
+
+
+@dataclass
+class Audit:
+    """A folder's report (the JSON contract), its scan, duplicate group ids per record, and the reasons
+    the set is not usable (empty when it is)."""
+
+    report: dict
+    scan: ScanResult
+    groups: np.ndarray
+    problems: list[str]
+    inspections: list[Inspection]
+
+    @property
+    def usable(self) -> bool:
+        return not self.problems
+
+
+def default_workers() -> int:
+    """Decode threads: Pillow releases the GIL while decoding, so threads scale with cores."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def inspect_record(
+    root: Path, record: ImageRecord, index: int = 0, process: Process | None = None
+) -> Inspection:
+    """Decode one image and its masks, check sizes, hash the image, then call ``process`` if all is well."""
+    found = Inspection()
+    try:
+        gray = read_gray(root / record.path)
+    except DataError as exc:
+        found.unreadable.append((record.path, exc.reason))
+        gray = None
+    if gray is not None:
+        found.size = (int(gray.shape[1]), int(gray.shape[0]))
+        found.hash = image_hash(gray)
+    mask = None if gray is None else np.zeros(gray.shape, dtype=bool)
+    for rel in record.mask_paths:
+        try:
+            part = read_mask_file(root / rel)
+        except DataError as exc:
+            found.unreadable.append((rel, exc.reason))
+            continue
+        if mask is None:
+            continue
+        if part.shape != mask.shape:
+            fitted = centre_crop_mask(part, mask.shape[1], mask.shape[0])
+            mask_size = (int(part.shape[1]), int(part.shape[0]))
+            found.mismatches.append(Mismatch(record.path, rel, found.size, mask_size, fitted is not None))
+            if fitted is None:
+                continue
+            part = fitted
+        mask |= part
+    fatal = any(not m.repaired for m in found.mismatches)
+    if process is not None and gray is not None and not found.unreadable and not fatal:
+        found.result = process(index, gray, mask)
+    return found
+
+
+def inspect_records(
+    root: str | Path,
+    records: Sequence[ImageRecord],
+    process: Process | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    desc: str = "decode",
+) -> list[Inspection]:
+    """:func:`inspect_record` for every record in a thread pool, results in record order."""
+    root = Path(root)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(records), desc=desc, unit="img")
+
+    def one(item: tuple[int, ImageRecord]) -> Inspection:
+        found = inspect_record(root, item[1], item[0], process)
+        if bar is not None:
+            bar.update(1)
+        return found
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+            return list(pool.map(one, enumerate(records)))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _size_summary(sizes: list[tuple[int, int]]) -> dict[str, list[int]]:
+    """Per-axis min / median / max of (w, h); zeros when no image could be read."""
+    if not sizes:
+        return {"min": [0, 0], "median": [0, 0], "max": [0, 0]}
+    wh = np.array(sizes, dtype=np.int64)
+    median = [round(float(v)) for v in np.median(wh, axis=0)]
+    return {"min": wh.min(axis=0).tolist(), "median": median, "max": wh.max(axis=0).tolist()}
+
+
+def build_report(
+    scan: ScanResult, inspections: Sequence[Inspection], duplicate_groups: list[list[int]]
+) -> dict:
+    """The audit JSON object (exactly the contract's keys) from a scan and its inspections."""
+    records = scan.records
+    groups = [sorted(records[i].path for i in g) for g in duplicate_groups]
+    groups.sort()
+    class_of = {r.path: r.class_name for r in records}
+    cross = [g for g in groups if len({class_of[p] for p in g}) > 1]
+    unreadable = sorted({(p, e) for found in inspections for p, e in found.unreadable})
+    mismatches = sorted({(m.image, m.mask) for found in inspections for m in found.mismatches})
+    return {
+        "root": scan.root,
+        "images": scan.n_images,
+        "classes": {c: scan.class_counts[c] for c in scan.classes},
+        "multi_mask_images": scan.multi_mask_images,
+        "orphan_masks": list(scan.orphan_masks),
+        "missing_masks": list(scan.missing_masks),
+        "unreadable": [{"path": p, "error": e} for p, e in unreadable],
+        "size_mismatch": [{"image": i, "mask": m} for i, m in mismatches],
+        "ignored_files": list(scan.ignored_files),
+        "duplicate_groups": groups,
+        "cross_class_duplicates": cross,
+        "image_size": _size_summary([f.size for f in inspections if f.size is not None]),
+    }
+
+
+def find_problems(scan: ScanResult, inspections: Sequence[Inspection]) -> list[str]:
+    """Why the set cannot be used as configured (empty list: usable), one line per kind of problem."""
+    problems: list[str] = []
+    unreadable = sorted({f"{p} ({e})" for f in inspections for p, e in f.unreadable})
+    if unreadable:
+        problems.append(f"{len(unreadable)} unreadable file(s): {listing(unreadable, 5)}")
+    details = sorted(m.describe() for f in inspections for m in f.mismatches if not m.repaired)
+    if details:
+        problems.append(f"{len(details)} mask(s) whose size differs from the image: {listing(details, 5)}")
+    if scan.missing_mask == "error" and scan.missing_masks:
+        problems.append(
+            f"{len(scan.missing_masks)} image(s) without a mask under missing_mask=error: "
+            f"{listing(scan.missing_masks)} (use missing_mask empty or skip to accept them)"
+        )
+    used = {c: 0 for c in scan.classes}
+    for r in scan.records:
+        used[r.class_name] += 1
+    empty = [c for c, n in used.items() if n == 0]
+    if empty:
+        problems.append(
+            f"no usable image left in class(es) {', '.join(empty)} (missing_mask={scan.missing_mask})"
+        )
+    return problems
+
+
+def run_audit(
+    root: str | Path,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    missing_mask: str = "error",
+    workers: int | None = None,
+    progress: bool = False,
+    process: Process | None = None,
+    scan: ScanResult | None = None,
+) -> Audit:
+    """Scan (leniently), decode every record once in a thread pool, find duplicates, and report."""
+    if scan is None:
+        scan = scan_folder(root, classes, missing_mask, strict=False)
+    inspections = inspect_records(scan.root, scan.records, process, workers, progress, desc="audit")
+    dup = group_duplicates([f.hash for f in inspections])
+    return Audit(
+        report=build_report(scan, inspections, dup),
+        scan=scan,
+        groups=group_ids(len(scan.records), dup),
+        problems=find_problems(scan, inspections),
+        inspections=inspections,
+    )
+
+
+def audit_folder(
+    root: str | Path,
+    classes: Sequence[str] = DEFAULT_CLASSES,
+    missing_mask: str = "error",
+    workers: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """The audit report of a folder (the ``audit --json`` object). Raises :class:`DataError` only for
+    problems that prevent reading the folder at all (no root, missing or empty class folders)."""
+    return run_audit(root, classes, missing_mask, workers, progress).report
+
+
+def _section(title: str, items: Sequence[str], limit: int = 10) -> list[str]:
+    lines = [f"  {title}: {len(items)}"]
+    lines += [f"    {item}" for item in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"    ... and {len(items) - limit} more (see --json)")
+    return lines
+
+
+def format_report(report: dict, problems: Sequence[str] = (), mismatch_notes: Sequence[str] = ()) -> str:
+    """A readable terminal summary of an audit report, ending with the verdict (``problems``)."""
+    counts = ", ".join(f"{c} {n}" for c, n in report["classes"].items())
+    size = report["image_size"]
+    lines = [
+        f"Audit of {report['root']}",
+        f"  images: {report['images']} ({counts})",
+        "  image size (w x h): min {}x{}, median {}x{}, max {}x{}".format(
+            *size["min"], *size["median"], *size["max"]
+        ),
+    ]
+    lines += _section("images with several lesion masks (merged)", report["multi_mask_images"])
+    lines += _section("orphan masks (no image; not used)", report["orphan_masks"])
+    lines += _section("images without a mask", report["missing_masks"])
+    lines += _section("unreadable files", [f"{u['path']}: {u['error']}" for u in report["unreadable"]])
+    mismatches = list(mismatch_notes) or [f"{m['mask']} vs {m['image']}" for m in report["size_mismatch"]]
+    lines += _section("mask/image size mismatches", mismatches)
+    lines += _section("ignored files", report["ignored_files"])
+    cross = {tuple(g) for g in report["cross_class_duplicates"]}
+    dups = [
+        ("[cross-class] " if tuple(g) in cross else "") + " = ".join(g) for g in report["duplicate_groups"]
+    ]
+    lines += _section(f"duplicate groups ({len(cross)} across classes)", dups)
+    if problems:
+        lines.append("NOT USABLE:")
+        lines += [f"  - {p}" for p in problems]
+    else:
+        warned = report["orphan_masks"] or report["size_mismatch"] or report["missing_masks"] or dups
+        lines.append("usable" + (" (see warnings above)" if warned else ""))
+    return "\n".join(lines)
+
+
+def format_audit(audit: Audit) -> str:
+    """:func:`format_report` of an :class:`Audit`, with the sizes of mismatched masks."""
+    notes = sorted(m.describe() for f in audit.inspections for m in f.mismatches)
+    return format_report(audit.report, audit.problems, notes)

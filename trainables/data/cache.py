@@ -1,0 +1,252 @@
+"""Decoded, resized training arrays on disk, built once per content fingerprint and settings.
+
+Where: ``$BUS_CACHE_DIR``, else ``$XDG_CACHE_HOME/bus-search``, else ``~/.cache/bus-search``; inside,
+``datasets/<key>/`` holds ``images.npy``, ``masks.npy``, ``labels.npy``, ``groups.npy``,
+``orig_sizes.npy`` and ``meta.json`` (paths, classes, settings, audit report), and ``synthetic/<key>/``
+the generated synthetic set. Delete the folder, or call :func:`clear_cache`, to clear it.
+
+Key: the data fingerprint (:func:`scan.data_fingerprint`: sha256 of the bytes of every image and mask
+with its relative path, label and the class list) plus the preprocessing settings (``image_size``,
+``resize``, ``classes``, ``missing_mask``) and :data:`CACHE_VERSION`. Content, not modification times, so
+another node or a fresh copy of the same files reuses the entry, and any changed byte, file or setting
+makes a new one. An entry is written into a temporary folder and renamed into place (atomic), under a
+lock file so that concurrent trials build it once. Arrays load memory-mapped read-only, so processes on
+one machine share the pages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trainables.data.audit import run_audit
+from trainables.data.config import DataConfig, SyntheticConfig
+from trainables.data.errors import DataError
+from trainables.data.resize import ResizeInfo, resize_pair
+from trainables.data.scan import ScanResult, data_fingerprint, scan_folder
+
+CACHE_VERSION = 1
+_ARRAYS = ("images", "masks", "labels", "groups", "orig_sizes")
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$BUS_CACHE_DIR``, else ``$XDG_CACHE_HOME/bus-search``, else ``~/.cache/bus-search``."""
+    if os.environ.get("BUS_CACHE_DIR"):
+        return Path(os.environ["BUS_CACHE_DIR"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "bus-search"
+    return Path.home() / ".cache" / "bus-search"
+
+
+def clear_cache() -> int:
+    """Delete every cached dataset and synthetic set; returns how many entries were removed."""
+    removed = 0
+    for sub in ("datasets", "synthetic"):
+        folder = cache_dir() / sub
+        if folder.is_dir():
+            removed += sum(1 for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            shutil.rmtree(folder)
+    return removed
+
+
+@dataclass(eq=False)
+class BUSDataset:
+    """A decoded set: ``images``/``masks`` ``uint8[N, S, S]`` (masks 0/1), ``labels`` ``int64[N]``,
+    ``paths`` relative to the root, ``groups`` ``int64[N]`` duplicate-group ids (singletons their own),
+    ``orig_sizes`` ``int32[N, 2]`` (w, h). ``root`` is None for the built-in synthetic set."""
+
+    images: np.ndarray
+    masks: np.ndarray
+    labels: np.ndarray
+    paths: list[str]
+    class_names: tuple[str, ...]
+    groups: np.ndarray
+    orig_sizes: np.ndarray
+    fingerprint: str
+    root: str | None
+    audit: dict
+    resize: str = "letterbox"
+    cache_path: str | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def class_counts(self) -> np.ndarray:
+        """Images per class, ``int64[C]`` in class order."""
+        return np.bincount(self.labels, minlength=len(self.class_names)).astype(np.int64)
+
+    def resize_info(self, index: int) -> ResizeInfo:
+        """How image ``index`` was placed in the working square (for :func:`resize.undo_resize`)."""
+        w, h = (int(v) for v in self.orig_sizes[index])
+        return ResizeInfo.compute(w, h, self.image_size, self.resize)
+
+    def subset(self, indices: np.ndarray | list[int]) -> BUSDataset:
+        """A new dataset with the given rows (arrays copied into memory)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return dataclasses.replace(
+            self,
+            images=np.ascontiguousarray(self.images[idx]),
+            masks=np.ascontiguousarray(self.masks[idx]),
+            labels=self.labels[idx].copy(),
+            paths=[self.paths[i] for i in idx.tolist()],
+            groups=self.groups[idx].copy(),
+            orig_sizes=self.orig_sizes[idx].copy(),
+            cache_path=None,
+        )
+
+
+def _digest(payload: object, length: int = 24) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()[:length]
+
+
+def dataset_key(fingerprint: str, cfg: DataConfig) -> str:
+    """Cache key of a dataset: data fingerprint + preprocessing settings + cache format version."""
+    settings = {
+        "version": CACHE_VERSION,
+        "fingerprint": fingerprint,
+        "image_size": cfg.image_size,
+        "resize": cfg.resize,
+        "classes": list(cfg.classes),
+        "missing_mask": cfg.missing_mask,
+    }
+    return _digest(settings)
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (a no-op where ``fcntl`` is missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def synthetic_root(cfg: SyntheticConfig, progress: bool = False) -> Path:
+    """The synthetic set for ``cfg`` in the cache, generated on first use.
+
+    Keyed by its parameters and the generator's source, so a changed generator makes a new set.
+    """
+    from trainables.data import synthetic
+
+    source = hashlib.sha256(Path(synthetic.__file__).read_bytes()).hexdigest()
+    params = {"n_per_class": list(cfg.n_per_class), "size": cfg.size, "seed": cfg.seed, "generator": source}
+    folder = cache_dir() / "synthetic" / _digest(params, 16)
+    manifest = folder / synthetic.MANIFEST_NAME
+    if manifest.is_file():
+        return folder
+    with _lock(folder.parent / f"{folder.name}.lock"):
+        if not manifest.is_file():
+            synthetic.make_synthetic(
+                folder, n_per_class=tuple(cfg.n_per_class), size=cfg.size, seed=cfg.seed, progress=progress
+            )
+    return folder
+
+
+def _open_entry(entry: Path, scan: ScanResult, root: str | None) -> BUSDataset:
+    meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+    arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r") for name in ("images", "masks")}
+    arrays |= {name: np.load(entry / f"{name}.npy") for name in ("labels", "groups", "orig_sizes")}
+    n = len(meta["paths"])
+    if any(len(a) != n for a in arrays.values()) or meta["paths"] != [r.path for r in scan.records]:
+        raise DataError(f"{entry}: cache entry is inconsistent")
+    audit = dict(meta["audit"], root=scan.root)
+    return BUSDataset(
+        paths=list(meta["paths"]),
+        class_names=tuple(meta["class_names"]),
+        fingerprint=meta["fingerprint"],
+        root=root,
+        audit=audit,
+        resize=meta["resize"],
+        cache_path=str(entry),
+        **arrays,
+    )
+
+
+def _build_entry(scan: ScanResult, fingerprint: str, cfg: DataConfig, entry: Path, progress: bool) -> None:
+    """Decode, check, resize and store every record into ``entry`` (atomically)."""
+    n, size = len(scan.records), cfg.image_size
+    tmp = entry.parent / f".tmp-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        out = {
+            name: np.lib.format.open_memmap(
+                tmp / f"{name}.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)
+            )
+            for name in ("images", "masks")
+        }
+
+        def process(i: int, gray: np.ndarray, mask: np.ndarray) -> None:
+            out["images"][i], out["masks"][i], _ = resize_pair(gray, mask, size, cfg.resize)
+
+        audit = run_audit(scan.root, scan=scan, process=process, progress=progress)
+        if audit.problems:
+            raise DataError(f"{scan.root}: the data cannot be used:\n  - " + "\n  - ".join(audit.problems))
+        for array in out.values():
+            array.flush()
+        out.clear()
+        np.save(tmp / "labels.npy", np.array([r.label for r in scan.records], dtype=np.int64))
+        np.save(tmp / "groups.npy", audit.groups.astype(np.int64))
+        np.save(
+            tmp / "orig_sizes.npy",
+            np.array([f.size for f in audit.inspections], dtype=np.int32).reshape(n, 2),
+        )
+        meta = {
+            "version": CACHE_VERSION,
+            "fingerprint": fingerprint,
+            "paths": [r.path for r in scan.records],
+            "class_names": list(scan.classes),
+            "image_size": size,
+            "resize": cfg.resize,
+            "missing_mask": cfg.missing_mask,
+            "audit": audit.report,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        if entry.exists():
+            shutil.rmtree(entry)
+        os.rename(tmp, entry)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_dataset(cfg: DataConfig, progress: bool = True) -> BUSDataset:
+    """The decoded dataset of ``cfg`` from the cache, building the entry on first use.
+
+    ``cfg.root`` None means the built-in synthetic set (``cfg.synthetic``), generated into the cache and
+    then read like any folder. Raises :class:`DataError` listing every problem when the data is unusable.
+    """
+    root = Path(cfg.root) if cfg.root is not None else synthetic_root(cfg.synthetic, progress)
+    scan = scan_folder(root, cfg.classes, cfg.missing_mask)
+    fingerprint = data_fingerprint(scan)
+    entry = cache_dir() / "datasets" / dataset_key(fingerprint, cfg)
+    shown_root = scan.root if cfg.root is not None else None
+    with contextlib.suppress(FileNotFoundError, ValueError, OSError, KeyError):
+        return _open_entry(entry, scan, shown_root)
+    with _lock(entry.parent / f"{entry.name}.lock"):
+        with contextlib.suppress(FileNotFoundError, ValueError, OSError, KeyError):
+            return _open_entry(entry, scan, shown_root)  # built by another process meanwhile
+        _build_entry(scan, fingerprint, cfg, entry, progress)
+    return _open_entry(entry, scan, shown_root)

@@ -1,0 +1,89 @@
+"""The ``audit``, ``splits`` and ``make-synthetic`` verbs of ``launch.py``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from trainables.data.audit import format_audit, run_audit
+from trainables.data.errors import DataError
+from trainables.data.scan import data_fingerprint
+from trainables.data.splits import SplitSource, make_splits, save_splits
+
+
+def _fail(verb: str, message: str) -> int:
+    print(f"{verb}: {message}", file=sys.stderr)
+    return 2
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print the audit report of ``args.data_dir`` (and write ``--json``); 0 usable, 2 not usable."""
+    try:
+        audit = run_audit(args.data_dir, args.classes, args.missing_mask, progress=sys.stderr.isatty())
+    except DataError as exc:
+        return _fail("audit", str(exc))
+    print(format_audit(audit))
+    if args.json_out:
+        out = Path(args.json_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(audit.report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+    if audit.problems:
+        return _fail("audit", f"{args.data_dir} is not usable:\n  - " + "\n  - ".join(audit.problems))
+    return 0
+
+
+def cmd_splits(args: argparse.Namespace) -> int:
+    """Write a hold-out test part + stratified group K folds of ``args.data_dir`` to ``args.out``."""
+    try:
+        audit = run_audit(args.data_dir, args.classes, args.missing_mask, progress=sys.stderr.isatty())
+        if audit.problems:
+            return _fail(
+                "splits", f"{args.data_dir} is not usable (run audit):\n  - " + "\n  - ".join(audit.problems)
+            )
+        scan = audit.scan
+        source = SplitSource(
+            paths=[r.path for r in scan.records],
+            labels=np.array([r.label for r in scan.records], dtype=np.int64),
+            groups=audit.groups,
+            fingerprint=data_fingerprint(scan),
+            class_names=scan.classes,
+        )
+        splits = make_splits(source, args.folds, args.test_fraction, args.seed)
+    except DataError as exc:
+        return _fail("splits", str(exc))
+    path = save_splits(splits, args.out)
+    class_of = {r.path: r.class_name for r in scan.records}
+
+    def summary(paths: list[str]) -> str:
+        counts = {c: 0 for c in scan.classes}
+        for p in paths:
+            counts[class_of[p]] += 1
+        return f"{len(paths):4d} (" + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")"
+
+    print(f"test   {summary(splits['test'])}")
+    for k, fold in enumerate(splits["folds"]):
+        print(f"fold {k} val {summary(fold['val'])}  train {len(fold['train'])}")
+    print(f"{len(audit.report['duplicate_groups'])} duplicate group(s) kept together; wrote {path}")
+    return 0
+
+
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    """Write the built-in synthetic set to ``args.out`` (BUSI layout)."""
+    from trainables.data.synthetic import make_synthetic
+
+    kwargs: dict = {"seed": args.seed}
+    if args.n_per_class is not None:
+        kwargs["n_per_class"] = tuple(args.n_per_class)
+    if args.size is not None:
+        kwargs["size"] = args.size
+    try:
+        out = make_synthetic(args.out, progress=sys.stderr.isatty(), **kwargs)
+    except ValueError as exc:
+        return _fail("make-synthetic", str(exc))
+    print(f"wrote the synthetic set to {out}")
+    return 0
