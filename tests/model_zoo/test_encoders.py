@@ -1,0 +1,78 @@
+"""Encoders: smp conventions for the tu-/tv- families, dilation, normalisation, off-grid feature alignment."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model_zoo.encoders import (
+    IMAGENET_MEAN,
+    TV_ENCODERS,
+    build_encoder,
+    encoder_normalisation,
+)
+from model_zoo.network import align_features
+
+
+def _strides(features: list[torch.Tensor], h: int) -> list[int]:
+    return [h // f.shape[-2] for f in features]
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "googlenet"])
+def test_torchvision_adapter_strides_and_channels(name: str) -> None:
+    enc = build_encoder(f"tv-{name}").eval()
+    with torch.no_grad():
+        feats = enc(torch.rand(1, 3, 64, 96))
+    assert _strides(feats, 64) == [1, 2, 4, 8, 16, 32]
+    assert [f.shape[-1] for f in feats] == [96 // s for s in (1, 2, 4, 8, 16, 32)]
+    assert tuple(f.shape[1] for f in feats) == tuple(enc.out_channels) == (3, *TV_ENCODERS[name].channels)
+    assert enc.output_stride == 32
+
+
+def test_torchvision_adapter_depth_and_no_dilation() -> None:
+    enc = build_encoder("tv-shufflenet_v2_x0_5", depth=3)
+    assert enc.out_channels == (3, 24, 24, 48) and enc.output_stride == 8
+    assert len(enc(torch.rand(1, 3, 32, 32))) == 4
+    with pytest.raises(ValueError, match=r"cannot be dilated.*encoder_output_stride: 32"):
+        build_encoder("tv-googlenet", output_stride=16)
+
+
+@pytest.mark.parametrize("name", ["tu-test_efficientnet", "tu-test_resnet", "tu-test_convnext"])
+def test_timm_encoders_follow_smp_convention(name: str) -> None:
+    enc = build_encoder(name).eval()
+    feats = enc(torch.rand(1, 3, 64, 64))
+    assert len(feats) == len(enc.out_channels) == 6
+    assert [f.shape[1] for f in feats] == list(enc.out_channels)
+    assert [f.shape[-1] for f in feats] == [64, 32, 16, 8, 4, 2]
+
+
+def test_dilated_timm_encoder() -> None:
+    enc = build_encoder("tu-test_efficientnet", output_stride=16).eval()
+    feats = enc(torch.rand(1, 3, 64, 64))
+    assert enc.output_stride == 16
+    assert [f.shape[-1] for f in feats] == [64, 32, 16, 8, 4, 4]
+
+
+def test_normalisation_per_family() -> None:
+    assert encoder_normalisation("tu-test_resnet") == ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert encoder_normalisation("tv-googlenet")[0] == (0.5, 0.5, 0.5)  # Google's weights expect (x-0.5)/0.5
+    assert encoder_normalisation("tv-shufflenet_v2_x0_5")[0] == IMAGENET_MEAN
+    assert encoder_normalisation("resnet18", None)[0] == IMAGENET_MEAN
+
+
+def test_align_features_resizes_only_off_grid_maps() -> None:
+    on_grid = torch.rand(1, 8, 16, 24)
+    feats = [torch.rand(1, 3, 64, 96), torch.empty(1, 0, 31, 47), on_grid, torch.rand(1, 4, 6, 11)]
+    out = align_features(feats, 64, 96, output_stride=32)
+    assert [tuple(f.shape) for f in out] == [(1, 3, 64, 96), (1, 0, 32, 48), (1, 8, 16, 24), (1, 4, 8, 12)]
+    assert out[0] is feats[0] and out[2] is on_grid
+
+
+def test_dilated_features_alignment_caps_stride() -> None:
+    feats = [
+        torch.rand(1, 1, 64, 64),
+        torch.rand(1, 1, 32, 32),
+        torch.rand(1, 1, 16, 16),
+        torch.rand(1, 1, 16, 16),
+    ]
+    assert [f.shape[-1] for f in align_features(feats, 64, 64, output_stride=4)] == [64, 32, 16, 16]

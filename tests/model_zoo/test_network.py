@@ -1,0 +1,160 @@
+"""The joint network: every decoder x bottleneck x attention x latent-aug mode trains at square and non-square
+sizes; the output contract; latent augmentation stays on the classification path."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import pytest
+import torch
+
+from model_zoo.attention import ATTENTIONS
+from model_zoo.bottleneck import BOTTLENECKS
+from model_zoo.build import build_model
+from model_zoo.config import LatentAugConfig
+from model_zoo.latent_aug import LATENT_AUG_MODES, LatentAugmentation
+from model_zoo.network import JointNet, JointOutput, input_requirements
+from tests.model_zoo.test_decoders import TINY
+
+COUNTS = [10, 3, 2]  # normal is the majority: benign and malignant are the 'auto' targets
+# expected extra samples for a batch of two malignant images, multiplier 1
+EXTRA = {"none": 0, "noise": 2, "mixup": 2, "noise+mixup": 4}
+
+
+@functools.cache
+def _model(decoder: str, bottleneck: str, attention: str) -> JointNet:
+    torch.manual_seed(0)
+    return build_model(
+        {
+            "encoder": "tu-test_efficientnet",
+            "decoder": decoder,
+            "decoder_options": TINY[decoder],
+            "bottleneck": bottleneck,
+            "attention": attention,
+        }
+    )
+
+
+def _with_latent_aug(model: JointNet, mode: str) -> JointNet:
+    """Share one built network across the latent-aug modes: swap the (parameter-free) augmentation block."""
+    cfg = LatentAugConfig(mode=mode)
+    model.config = dataclasses.replace(model.config, latent_aug=cfg)
+    model.latent_aug = None if mode == "none" else LatentAugmentation(cfg, model.config.num_classes)
+    model.set_class_counts(COUNTS)
+    return model
+
+
+@pytest.mark.parametrize("attention", ATTENTIONS.names())
+@pytest.mark.parametrize("bottleneck", BOTTLENECKS.names())
+@pytest.mark.parametrize("decoder", sorted(TINY))
+def test_every_combination_trains(decoder: str, bottleneck: str, attention: str) -> None:
+    model = _model(decoder, bottleneck, attention)
+    divisor, _ = input_requirements(model)
+    side = max(64, divisor)
+    labels = torch.tensor([2, 2])
+    for mode in LATENT_AUG_MODES:
+        _with_latent_aug(model, mode).train()
+        for h, w in ((side, side), (side, side + max(32, divisor))):
+            torch.manual_seed(1)
+            model.zero_grad(set_to_none=True)
+            out = model(torch.rand(2, 1, h, w), labels)
+            seg, cls = out
+            assert seg.shape == (2, 1, h, w) and cls.shape == (2, 3)
+            loss = seg.sigmoid().mean() + cls.logsumexp(1).mean()
+            if EXTRA[mode]:
+                assert out.aug_cls_logits.shape == (EXTRA[mode], 3)
+                assert out.aug_labels.tolist() == [2] * EXTRA[mode]
+                loss = loss + out.aug_cls_logits.logsumexp(1).mean()
+            else:
+                assert out.aug_cls_logits is None and out.aug_labels is None
+            loss.backward()
+            assert torch.isfinite(loss)
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            assert grads and all(torch.isfinite(g).all() for g in grads)
+            assert all(p.grad is not None for p in model.bottleneck.parameters()), (
+                "bottleneck got no gradient"
+            )
+
+
+def test_output_contract_and_eval() -> None:
+    model = build_model(
+        {"encoder": "tu-test_resnet", "latent_aug": {"mode": "noise"}, "cls_head": {"pooling": "avgmax"}}
+    )
+    model.set_class_counts(COUNTS)
+    x = torch.rand(2, 1, 64, 64)
+    out = model.train()(x, torch.tensor([1, 2]))
+    assert isinstance(out, JointOutput) and len(out) == 2
+    seg, cls = out
+    assert seg is out[0] is out.seg_logits and cls is out[1]
+    assert out.features.shape == (2, 2 * model.encoder_channels[-1])  # avgmax doubles the pooled width
+    assert out.aug_labels.tolist() == [1, 2]
+    assert model(x).aug_cls_logits is None  # no labels
+    model.eval()
+    with torch.no_grad():
+        a, b = model(x, torch.tensor([1, 2])), model(x)
+    assert (
+        a.aug_cls_logits is None
+        and torch.equal(a.seg_logits, b.seg_logits)
+        and torch.equal(a.cls_logits, b.cls_logits)
+    )
+    with torch.no_grad():
+        single = model(x[:1])
+    assert single.seg_logits.shape == (1, 1, 64, 64)
+
+
+def test_latent_aug_never_reaches_the_segmentation_path() -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        {
+            "encoder": "tu-test_resnet",
+            "decoder": "unet",
+            "latent_aug": {"mode": "noise+mixup"},
+            "cls_head": {"dropout": 0.0},
+        }
+    ).train()
+    model.set_class_counts(COUNTS)
+    x, labels = torch.rand(4, 1, 64, 64), torch.tensor([0, 1, 1, 2])
+    out = model(x, labels)
+    with torch.no_grad():
+        plain = model(x)
+    assert torch.equal(out.seg_logits, plain.seg_logits)
+    out.aug_cls_logits.sum().backward()
+    assert all(
+        p.grad is None or not p.grad.any()
+        for p in [*model.decoder.parameters(), *model.seg_head.parameters()]
+    )
+    assert any(p.grad is not None and p.grad.any() for p in model.encoder.parameters())
+    assert model.cls_head[-1].weight.grad.abs().sum() > 0
+
+
+def test_auto_targets_need_class_counts() -> None:
+    model = build_model({"encoder": "tu-test_resnet", "latent_aug": {"mode": "noise"}}).train()
+    with pytest.raises(RuntimeError, match="set_class_counts"):
+        model(torch.rand(2, 1, 64, 64), torch.tensor([1, 2]))
+    named = build_model(
+        {"encoder": "tu-test_resnet", "latent_aug": {"mode": "noise", "target_classes": ["benign"]}},
+        class_names=["normal", "benign", "malignant"],
+    ).train()
+    assert named(torch.rand(2, 1, 64, 64), torch.tensor([1, 2])).aug_labels.tolist() == [1]
+
+
+def test_hidden_head_and_max_pooling() -> None:
+    model = build_model(
+        {"encoder": "tu-test_resnet", "cls_head": {"pooling": "max", "hidden": 16}, "num_classes": 4}
+    )
+    assert model.cls_head[1].out_features == 16
+    _, cls = model.eval()(torch.rand(1, 1, 32, 32))
+    assert cls.shape == (1, 4)
+
+
+def test_torch_compile_traces_the_network() -> None:
+    model = build_model(
+        {"encoder": "tu-test_resnet", "bottleneck": "dual_domain", "attention": "cbam"}
+    ).eval()
+    compiled = torch.compile(model, backend="eager")
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        out = compiled(x)
+    assert isinstance(out, JointOutput)
+    assert torch.allclose(out.seg_logits, model(x).seg_logits, atol=1e-5)
