@@ -175,6 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true", help="alias of --device cuda (fails clearly without a GPU)")
     p.add_argument("--tta", action="store_true", help="average over horizontal-flip test-time augmentation")
 
+    p = _verb(
+        sub,
+        "pipeline",
+        "analysis.commands_pipeline:cmd_pipeline",
+        "run the thesis study: chained stage searches, analysis, refit of the final winner",
+    )
+    p.add_argument("thesis", metavar="THESIS.yaml", help="the stage list, e.g. spaces/thesis.yaml")
+    p.add_argument("--data", metavar="DIR", help="override data.root of every stage")
+    p.add_argument("--storage", default="runs/pipeline", metavar="PATH|URI")
+    p.add_argument("--name", help="pipeline folder name (default: the thesis file's name)")
+    p.add_argument(
+        "--smoke", action="store_true", help="shrink every stage for a quick check of the mechanics"
+    )
+    p.add_argument(
+        "--rerun-stage",
+        dest="rerun_stage",
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="allow re-running a stage whose spec changed (repeatable)",
+    )
+    p.add_argument("--address", help="join a Ray cluster instead of starting a local one")
+
     return parser
 
 
