@@ -30,16 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, compute_surface_dice
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
-)
 
 SEG_KEYS = ("dice", "iou", "hd95", "nsd")
 
@@ -69,6 +59,9 @@ def segmentation_metrics(pred: np.ndarray, gt: np.ndarray, tau: float = 2.0, min
     ``dice``, ``iou``, ``hd95``, ``nsd`` (NaN without lesion images), ``normal_fp_rate`` (NaN without
     normal images), ``n_lesion``, ``n_normal`` and ``per_image`` (lists of length N, NaN on normal images).
     """
+    # MONAI and scikit-learn load lazily: the spec validator imports this module for check_select
+    from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou, compute_surface_dice
+
     _check_masks(pred, gt)
     if not (math.isfinite(tau) and tau >= 0):
         raise ValueError(f"tau: expected a finite number >= 0 (pixels), got {tau!r}")
@@ -114,6 +107,15 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, class_names: S
     ``probs`` are softmax probabilities ``[N, K]``, ``labels`` integer classes ``[N]`` in ``0..K-1``;
     the prediction is the arg-max. ``confusion`` is ``K x K`` (rows = true class) even for absent classes.
     """
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_score,
+        recall_score,
+    )
+
     probs, labels = _check_classification(probs, labels, class_names)
     k = len(class_names)
     preds = probs.argmax(1)
@@ -275,6 +277,8 @@ def _check_classification(
 
 
 def _macro_ovr_auc(probs: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
     """Mean one-vs-rest AUC over the classes with both positives and negatives (NaN if there are none)."""
     aucs = []
     for c in range(probs.shape[1]):
