@@ -1,0 +1,363 @@
+"""The thesis study as one resumable command: stage searches chained by inheritance, analysis of each
+stage, refit of the final winner, ``pipeline.json`` and ``pipeline_report.md``.
+
+Layout under ``<storage>/<name>/``: one experiment folder per stage (``<stage>/``, exactly what
+``launch.py search`` writes, with its ``analysis/`` and, for the refit stage, ``refit/``), ``pipeline.json``
+(what each stage ran with and chose, see :mod:`analysis.pipeline_state`) and ``pipeline_report.md``.
+
+A stage's spec is built from its file, then ``--smoke`` (:mod:`analysis.pipeline_smoke`), then ``--data``
+(``data.root`` of every stage), then the inherited fields, taken from the winner's complete config
+(``best_config.yaml`` of the stage named by ``inherit.from``), and validated as a search spec before
+Ray starts. Stages run in order in one Ray session; the search and analysis are the ``search`` and
+``analysis`` packages' own functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from analysis.pipeline_config import Pipeline, PipelineError, PipelineInputError, Stage, load_pipeline, stage_dict
+from analysis.pipeline_smoke import ShrinkInfo, shrink_stage
+from analysis.pipeline_state import ANALYZE, RERUN, RESUME, RUN, SKIP, PipelineState, normalise, now, plan_stage
+from trainables.schema import SpecError
+from trainables.spec import flatten, set_dotted, spec_from_dict, spec_hash
+
+Log = Callable[[str], None]
+SPEC_SECTIONS = ("model", "train")
+N_EXAMPLES_PER_CLASS = 1
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------ stage specs
+
+
+def own_spec_dict(stage: Stage, smoke: Any = None, data_root: str | None = None) -> tuple[dict[str, Any], ShrinkInfo | None]:
+    """The stage's spec before inheritance: its file, shrunk by ``smoke`` (a SmokeConfig) if given,
+    with ``data.root`` = ``data_root`` if given."""
+    d, info = shrink_stage(stage.raw, smoke) if smoke is not None else (stage_dict(stage), None)
+    if data_root is not None:
+        set_dotted(d, "data.root", str(Path(data_root).expanduser().resolve()))
+    return d, info
+
+
+def winner_config(spec: Any) -> dict[str, Any]:
+    """The flat ``model.*`` / ``train.*`` fields of a winner's spec (what later stages can inherit)."""
+    return {k: v for k, v in flatten(spec).items() if k.split(".")[0] in SPEC_SECTIONS}
+
+
+def inherited_values(fields: Sequence[str], config: Mapping[str, Any], source: str = "") -> dict[str, Any]:
+    """The values of ``fields`` in a winner's flat ``config``; a section name takes every field under it."""
+    out: dict[str, Any] = {}
+    for key in fields:
+        if key in config:
+            out[key] = copy.deepcopy(config[key])
+            continue
+        under = {k: copy.deepcopy(v) for k, v in config.items() if k.startswith(key + ".")}
+        if not under:
+            raise PipelineError(f"{key}: not in the winner's config of stage {source or '?'}")
+        out.update(under)
+    return normalise(out)
+
+
+def resolve_stage(stage: Stage, own: Mapping[str, Any], inherited: Mapping[str, Any]) -> Any:
+    """``own`` with the ``inherited`` values set, validated as a :class:`search.config.SearchSpec`."""
+    from search.config import SearchSpec
+
+    d = copy.deepcopy(dict(own))
+    for key, value in inherited.items():
+        set_dotted(d, key, copy.deepcopy(value))
+    try:
+        return spec_from_dict(d, SearchSpec)
+    except SpecError as exc:
+        got = ", ".join(f"{k}={v}" for k, v in inherited.items())
+        head = f"stage {stage.name} ({stage.path})" + (f" with inherited {got}" if got else "")
+        raise SpecError([f"{head}:", *exc.errors], source=str(stage.path)) from None
+
+
+# ---------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class PipelineRun:
+    """Where a pipeline run left its results."""
+
+    folder: Path
+    state: PipelineState
+    report: Path
+
+
+def pipeline_folder(pipeline: Pipeline, storage: str | Path, name: str | None, smoke: bool) -> Path:
+    """``<storage>/<name>``; the default name is the pipeline's, with ``-smoke`` for a smoke run, so a smoke
+    run never meets the results of a full one."""
+    text = str(storage)
+    if "://" in text:
+        raise PipelineInputError(
+            f"--storage {text}: the pipeline analyses each stage from its folder, so it needs a local or "
+            "mounted path (on a cluster: a shared file system path such as /mnt/shared/runs)"
+        )
+    return Path(text).expanduser().resolve() / (name or (pipeline.name + ("-smoke" if smoke else "")))
+
+
+def run_pipeline(
+    thesis: str | Path,
+    *,
+    data: str | None = None,
+    storage: str | Path = "runs/pipeline",
+    name: str | None = None,
+    smoke: bool = False,
+    rerun_stages: Sequence[str] = (),
+    address: str | None = None,
+    log: Log = _stderr,
+) -> PipelineRun:
+    """Run (or continue) every stage, the refit and the report; see the module docstring."""
+    pipeline = load_pipeline(thesis)
+    unknown = [s for s in rerun_stages if s not in pipeline.config.stage_names]
+    if unknown:
+        raise PipelineInputError(
+            f"--rerun-stage {', '.join(unknown)}: no such stage; stages: {', '.join(pipeline.config.stage_names)}"
+        )
+    if data is not None and not Path(data).expanduser().is_dir():
+        raise PipelineInputError(f"--data {data}: not a folder")
+    folder = pipeline_folder(pipeline, storage, name, smoke)
+    state = PipelineState.load(folder)
+    state.data.update(pipeline=pipeline.name, thesis_file=str(pipeline.path), smoke=smoke,
+                      data_root=str(Path(data).expanduser().resolve()) if data else None)  # fmt: skip
+    state.data.setdefault("created", now())
+    ray_was_up = _ray_up()
+    t0 = time.monotonic()
+    try:
+        for i, stage in enumerate(pipeline.stages, 1):
+            run_stage(pipeline, stage, state, folder, i, smoke=smoke, data=data,
+                      allow_rerun=stage.name in rerun_stages, address=address, log=log)  # fmt: skip
+        run_final_refit(pipeline, state, smoke, log)
+    finally:
+        state.data["last_run_s"] = round(time.monotonic() - t0, 1)
+        state.save()
+        if not ray_was_up and _ray_up():
+            import ray
+
+            ray.shutdown()
+    from analysis.pipeline_report import write_pipeline_report
+
+    report = write_pipeline_report(pipeline, state, folder)
+    log(f"pipeline report: {report}")
+    return PipelineRun(folder, state, report)
+
+
+def _ray_up() -> bool:
+    ray = sys.modules.get("ray")
+    return bool(ray is not None and ray.is_initialized())
+
+
+def run_stage(
+    pipeline: Pipeline,
+    stage: Stage,
+    state: PipelineState,
+    folder: Path,
+    index: int,
+    *,
+    smoke: bool,
+    data: str | None,
+    allow_rerun: bool,
+    address: str | None,
+    log: Log = _stderr,
+) -> dict[str, Any]:
+    """Plan and carry out one stage (search, then analysis); return its record."""
+    own, shrink = own_spec_dict(stage, pipeline.config.smoke if smoke else None, data)
+    source = stage.entry.inherit_from
+    inherited: dict[str, Any] = {}
+    if source is not None:
+        done = state.stage(source)
+        if not done or done.get("status") != "done":
+            raise PipelineError(f"stage {stage.name} inherits from {source}, which has not finished")
+        inherited = inherited_values(stage.entry.inherit_fields, done["winner"]["config"], source)
+    spec = resolve_stage(stage, own, inherited)
+    own_hash = spec_hash(own)
+    own_flat = normalise(flatten(own, type(spec)))
+    exp = folder / stage.name
+    decision = plan_stage(stage.name, state.stage(stage.name), own_hash, own_flat, inherited, exp.exists(),
+                          allow_rerun)  # fmt: skip
+    total = len(pipeline.stages)
+    got = ", ".join(f"{k}={v}" for k, v in inherited.items() if not isinstance(v, dict | list))
+    log(f"\n=== pipeline stage {index}/{total} {stage.name}: {decision.action} ({decision.reason})"
+        + (f"; inherits {got} from {source}" if got else ""))  # fmt: skip
+    if decision.action == SKIP:
+        return state.stage(stage.name) or {}
+    if decision.action in (RUN, RERUN, RESUME):
+        record = dict(state.stage(stage.name) or {}) if decision.action == RESUME else {}
+        record.update(
+            status="running", own_hash=own_hash, own_spec=own_flat, inherited=inherited, inherited_from=source,
+            resolved_hash=spec_hash(spec), spec_file=str(stage.path), exp_dir=str(exp), description=stage.entry.description,
+            rank_by=stage.entry.rank_by, smoke=shrink.to_dict() if shrink else None, decision=decision.reason,
+        )  # fmt: skip
+        record.setdefault("started", now())
+        state.set_stage(stage.name, record)
+        t = time.monotonic()
+        search_stage(spec, folder, stage.name, decision.action, address, log)
+        state.update_stage(stage.name, status="searched", search_s=round(time.monotonic() - t, 1))
+    t = time.monotonic()
+    summary = analyse_stage(exp, stage.entry.rank_by)
+    record = state.update_stage(stage.name, status="done", analysis_s=round(time.monotonic() - t, 1),
+                                finished=now(), **summary)  # fmt: skip
+    w = summary["winner"]
+    log(f"=== {stage.name}: winner {w['trial_id']} {summary['metric']} {_fmt(w['score'])} ± {_fmt(w['score_std'])} "
+        f"({', '.join(f'{k}={v}' for k, v in w['params'].items())})")  # fmt: skip
+    return record
+
+
+def search_stage(spec: Any, folder: Path, name: str, action: str, address: str | None, log: Log = _stderr) -> Any:
+    """Run, re-run (replacing the folder) or resume the stage's search with ``search.tuner.run_search``."""
+    from search.tuner import ExperimentError, run_search
+
+    if action == RESUME:
+        try:
+            return run_search(spec, storage=str(folder), name=name, address=address, resume=True)
+        except ExperimentError as exc:
+            log(f"stage {name}: cannot resume ({exc}); starting its search again")
+            action = RERUN
+    results = run_search(spec, storage=str(folder), name=name, address=address, overwrite=action == RERUN)
+    if len(results) and all(r.error for r in results):
+        raise PipelineError(f"stage {name}: every trial failed; see the error.txt files in {folder / name}")
+    return results
+
+
+def _native(value: Any) -> Any:
+    item = getattr(value, "item", None)
+    value = item() if callable(item) else value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def row_summary(row: Mapping[str, Any], params: Sequence[str]) -> dict[str, Any]:
+    """A leaderboard row as plain JSON: trial, searched parameters, score and Dice / macro-F1 (mean, std)."""
+    out: dict[str, Any] = {
+        "trial_id": str(row["trial_id"]),
+        "params": {p: _native(row.get(p)) for p in params if _native(row.get(p)) is not None},
+    }
+    for key in ("score", "score_std", "dice", "dice_std", "macro_f1", "macro_f1_std", "best_epoch", "epochs_run"):
+        out[key] = _native(row.get(key))
+    out["status"] = str(row.get("status"))
+    return out
+
+
+def analyse_stage(exp: Path, rank_by: str | None = None) -> dict[str, Any]:
+    """``analysis.commands.analyze`` of one stage; its winner, runner-up and the winner's full config."""
+    from analysis.commands import analyze
+    from trainables.spec import load_spec
+
+    try:
+        out = analyze(exp, metric=rank_by)
+    except ValueError as exc:  # no trial with a score, or a metric that was not reported
+        raise PipelineError(f"stage {exp.name}: analysis: {exc}") from None
+    board = out.board
+    params = list(board.attrs.get("params", []))
+    ok = board[board["score"].notna() & (board["status"] != "error")]
+    winner = row_summary(ok.iloc[0].to_dict(), params)
+    if winner["trial_id"] != str(out.chosen["trial_id"]):
+        raise PipelineError(f"stage {exp.name}: the leaderboard's best trial differs from the analysis' choice")
+    winner["config"] = winner_config(load_spec(out.best_config))
+    winner["refit_epochs"] = _native(out.chosen.get("refit_epochs"))
+    runner_up = row_summary(ok.iloc[1].to_dict(), params) if len(ok) > 1 else None
+    plots = {k: str(Path(v).relative_to(exp)) for k, v in out.plots.items() if isinstance(v, Path)}
+    return {
+        "metric": board.attrs["metric"],
+        "lower_is_better": bool(board.attrs.get("lower_is_better")),
+        "n_trials": int(len(board)),
+        "trial_status": {str(k): int(v) for k, v in board["status"].value_counts().items()},
+        "winner": normalise(winner),
+        "runner_up": normalise(runner_up),
+        "analysis": {"dir": str(out.out_dir.relative_to(exp)), "report": str(out.report.relative_to(exp)),
+                     "leaderboard": str(out.leaderboard_md.relative_to(exp)),
+                     "best_config": str(out.best_config.relative_to(exp)), "plots": plots},
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ refit
+
+
+def run_final_refit(pipeline: Pipeline, state: PipelineState, smoke: bool, log: Log = _stderr) -> dict[str, Any]:
+    """Refit the refit stage's winner on all development images, test it once, predict a few held-out
+    images from their files with the bundle; skipped when done for the same winner."""
+    from analysis.refit import REPORT_NAME, choose, run_refit
+
+    cfg = pipeline.config
+    name = cfg.refit_stage
+    record = state.stage(name) or {}
+    exp = Path(record["exp_dir"])
+    out = exp / "refit"
+    n_boot = cfg.smoke.n_boot if smoke else cfg.refit.n_boot
+    key = normalise({"stage": name, "trial_id": record["winner"]["trial_id"], "resolved_hash": record["resolved_hash"],
+                     "epochs": cfg.refit.epochs, "n_boot": n_boot})  # fmt: skip
+    previous = state.data.get("refit") or {}
+    if previous.get("status") == "done" and previous.get("key") == key and (out / REPORT_NAME).is_file():
+        log(f"\n=== refit of {name}: done (trial {key['trial_id']})")
+        return previous
+    log(f"\n=== refit of {name}: trial {key['trial_id']} on all development images, then the test set")
+    if out.exists():
+        shutil.rmtree(out)  # an interrupted or outdated refit of this pipeline's own stage
+    state.data["refit"] = {"status": "running", "key": key, "started": now()}
+    state.save()
+    t = time.monotonic()
+    chosen = choose(exp, metric=record.get("rank_by"))
+    if str(chosen.trial_id) != key["trial_id"]:
+        raise PipelineError(f"refit: the analysis chose trial {key['trial_id']} but refit picked {chosen.trial_id}")
+    report = run_refit(chosen, out, cfg.refit.epochs, cfg.refit.device, n_boot=n_boot)
+    examples = predict_examples(Path(report["outputs"]["bundle"]), chosen, out / "examples", cfg.refit.device)
+    refit = {
+        "status": "done", "key": key, "stage": name, "trial_id": key["trial_id"], "out_dir": str(out),
+        "epochs": report.get("epochs"), "epochs_rule": report.get("epochs_rule"), "dev_images": report.get("dev_images"),
+        "n_test": report.get("n_images"), "cv_score": report.get("cv_score"),
+        "metrics": {k: v for k, v in report["metrics"].items()},
+        "outputs": report["outputs"], "examples": examples, "refit_s": round(time.monotonic() - t, 1), "finished": now(),
+    }  # fmt: skip
+    state.data["refit"] = normalise(refit)
+    state.save()
+    return refit
+
+
+def predict_examples(bundle: Path, chosen: Any, out: Path, device: str = "auto") -> list[dict[str, Any]]:
+    """Predict the first held-out test image of each class from its file with the delivered bundle
+    (``launch.py predict``'s path: bundle loading, resize and its undoing); write visualizations."""
+    from analysis.predict import Predictor, save_visualization
+    from trainables.data.cache import synthetic_root
+
+    data = chosen.spec.data
+    root = Path(data.root) if data.root else synthetic_root(data.synthetic)
+    test = list((chosen.splits or {}).get("test") or [])
+    picked: list[str] = []
+    for cls in data.classes:
+        picked += [p for p in test if p.split("/", 1)[0] == cls][:N_EXAMPLES_PER_CLASS]
+    predictor = Predictor(bundle, device)
+    rows = []
+    for rel in picked:
+        pred, gray = predictor.predict_file(root / rel)
+        viz = save_visualization(pred, gray, out / (Path(rel).stem.replace(" ", "_") + "_viz.png"))
+        rows.append({"path": rel, "label": rel.split("/", 1)[0], "predicted": pred.predicted,
+                     "probs": [round(float(p), 4) for p in pred.probs], "lesion_area_px": pred.area_px,
+                     "flag": pred.flag, "visualization": str(viz)})  # fmt: skip
+    return rows
+
+
+def _fmt(x: Any) -> str:
+    try:
+        return f"{float(x):.4f}"
+    except (TypeError, ValueError):
+        return "-"
+
+
+def load_state(folder: str | Path) -> dict[str, Any]:
+    """``pipeline.json`` of a pipeline folder as a dict."""
+    return json.loads((Path(folder) / "pipeline.json").read_text(encoding="utf-8"))

@@ -1,0 +1,385 @@
+"""Refit: train the chosen configuration on all development images, then evaluate it once on the test set.
+
+Source: an experiment folder (the leaderboard's best trial, or ``--trial``, among ``--where`` matches) or a
+spec file (e.g. ``best_config.yaml``). Epochs: a number, or ``auto`` = the mean over folds of the chosen
+trial's per-fold best epochs, rounded (a spec file has no trial, so ``auto`` is its ``train.epochs``).
+The learning-rate schedule spans the refit's epochs; per-fold early stopping is off (there is no
+validation fold to stop on).
+
+Training reuses the lockstep loop itself with a single fold whose training part is every development
+image (each fold's train + val of ``splits.json``), so the data path, augmentation, sampler, loss,
+optimiser, schedule and AMP are the search's. The loop requires a validation part, so the fold is given
+one development image as a nominal validation set whose numbers are discarded: nothing is selected on
+it, and the test images are never touched until the single evaluation.
+
+``ensemble_folds``: instead of training, load the chosen trial's K fold models from its last checkpoint
+(the loop state the trainable saved) and average their probabilities, evaluated the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.evaluate import (
+    HeldOutSet,
+    evaluate,
+    format_report,
+    heldout_digest,
+    record_evaluation,
+    write_figures,
+)
+from analysis.leaderboard import build_leaderboard
+from analysis.results import ExperimentError, filter_where, load_results
+from analysis.selection import choose_trial, refit_epochs, trial_spec
+from trainables.spec import Spec, load_spec, save_spec, spec_from_dict, spec_to_dict
+
+BUNDLE_NAME = "model.safetensors"
+REPORT_NAME = "test_report.json"
+CHECKPOINT_STATE = "loop.pt"  # trainables.trainable.STATE_FILE (not imported: that module imports Ray)
+
+
+class RefitError(ValueError):
+    """A refit that cannot start (bad source, existing outputs, data that differs from the search's)."""
+
+
+@dataclass
+class Chosen:
+    """What to refit: the spec, where it came from, and how many epochs ``auto`` means."""
+
+    spec: Spec
+    exp_dir: Path | None
+    trial_id: str | None
+    auto_epochs: int
+    auto_rule: str
+    splits: dict | None
+    fingerprint: str | None
+    trial_dir: Path | None = None
+    cv_score: float | None = None
+
+
+def choose(
+    source: str | Path,
+    trial: str | None = None,
+    where: Sequence[str] = (),
+    metric: str | None = None,
+    data_root: str | None = None,
+) -> Chosen:
+    """Resolve an experiment folder or a spec file into a :class:`Chosen`."""
+    source = Path(source)
+    if source.is_dir():
+        return _from_experiment(source, trial, where, metric, data_root)
+    if trial or where:
+        raise RefitError("--trial and --where need an experiment folder, not a spec file")
+    if not source.is_file():
+        raise RefitError(f"{source}: neither an experiment folder nor a spec file")
+    spec = load_spec(source)
+    if data_root:
+        spec = _with_root(spec, data_root)
+    return Chosen(
+        spec,
+        None,
+        None,
+        spec.train.epochs,
+        "train.epochs of the spec (no trial to take best epochs from)",
+        None,
+        None,
+    )
+
+
+def ranking_metric(spec: dict[str, Any]) -> str:
+    """The leaderboard metric of an experiment: its search metric without ``val/`` and ``_best``."""
+    metric = (spec.get("search") or {}).get("metric") or "val/score_best"
+    if isinstance(metric, list):
+        metric = metric[0]
+    name = str(metric).removeprefix("val/")
+    return name.removesuffix("_best")
+
+
+def _from_experiment(
+    exp_dir: Path, trial: str | None, where: Sequence[str], metric: str | None, data_root: str | None
+) -> Chosen:
+    results = filter_where(load_results(exp_dir), list(where))
+    board = build_leaderboard(results, metric or ranking_metric(results.spec))
+    row = choose_trial(board, trial)
+    if row["status"] == "error":
+        print(
+            f"warning: trial {row['trial_id']} failed; refitting its config anyway (--trial)", file=sys.stderr
+        )
+    spec = trial_spec(results, str(row["trial_id"]))
+    if data_root:
+        spec = _with_root(spec, data_root)
+    splits_path = exp_dir / "splits.json"
+    if not splits_path.is_file():
+        raise ExperimentError(f"{splits_path}: missing; refit needs the split the search used")
+    splits = json.loads(splits_path.read_text(encoding="utf-8"))
+    data = _read_json(exp_dir / "data.json")
+    info = results.trials.set_index("trial_id").loc[row["trial_id"]]
+    return Chosen(
+        spec=spec, exp_dir=exp_dir, trial_id=str(row["trial_id"]), auto_epochs=refit_epochs(row),
+        auto_rule="mean over folds of the trial's per-fold best epochs, rounded", splits=splits,
+        fingerprint=data.get("fingerprint") or splits.get("fingerprint"), trial_dir=exp_dir / str(info["trial_dir"]),
+        cv_score=float(row["score"]),
+    )  # fmt: skip
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _with_root(spec: Spec, root: str) -> Spec:
+    d = spec_to_dict(spec)
+    d["data"]["root"] = str(root)
+    return spec_from_dict(d, type(spec))
+
+
+def parse_epochs(text: str | int, chosen: Chosen) -> tuple[int, str]:
+    """``--epochs``: a positive integer, or ``auto`` (see :class:`Chosen`)."""
+    if str(text).strip().lower() == "auto":
+        return chosen.auto_epochs, chosen.auto_rule
+    try:
+        n = int(str(text))
+    except ValueError:
+        raise RefitError(f"--epochs {text!r}: expected a positive integer or auto") from None
+    if n < 1:
+        raise RefitError(f"--epochs {text!r}: expected a positive integer or auto")
+    return n, "given with --epochs"
+
+
+# -------------------------------------------------------------------------------------------- data
+
+
+def load_data(chosen: Chosen) -> tuple[Any, Any, dict]:
+    """The dataset, its :class:`SplitIndices` and the splits dict; checks the data is the search's."""
+    from trainables.data.cache import load_dataset
+    from trainables.data.splits import resolve_splits, split_indices
+
+    dataset = load_dataset(chosen.spec.data)
+    if chosen.fingerprint and dataset.fingerprint != chosen.fingerprint:
+        raise RefitError(
+            f"the data at {chosen.spec.data.root or 'the synthetic set'} differs from the data the search used "
+            f"(fingerprint {dataset.fingerprint} != {chosen.fingerprint}); pass --data with the same images"
+        )
+    splits = chosen.splits if chosen.splits is not None else resolve_splits(chosen.spec.data, dataset)
+    return dataset, split_indices(splits, dataset), splits
+
+
+def held_out_set(dataset: Any, split: Any) -> HeldOutSet:
+    """The test part of the dataset as working-size arrays."""
+    idx = np.asarray(split.test, dtype=np.int64)
+    if idx.size == 0:
+        raise RefitError("the split has no test images; nothing to evaluate on")
+    return HeldOutSet(
+        images=np.asarray(dataset.images[idx]), masks=np.asarray(dataset.masks[idx]) > 0,
+        labels=np.asarray(dataset.labels[idx], dtype=np.int64), paths=[dataset.paths[i] for i in idx.tolist()],
+        class_names=tuple(dataset.class_names),
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+def refit_spec(spec: Spec, epochs: int) -> Spec:
+    """``spec`` with ``train.epochs`` = ``epochs`` and per-fold early stopping off."""
+    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, epochs=int(epochs), patience=None))
+
+
+def train_on_dev(
+    spec: Spec, dataset: Any, split: Any, device: str = "auto", progress: bool = True
+) -> tuple[Any, list[dict[str, float]], Any]:
+    """Train one model on every development image with the lockstep loop; returns (model, history, loop)."""
+    from tqdm import tqdm
+
+    from trainables.data.splits import SplitIndices
+    from trainables.loop import CrossValLoop
+
+    dev = np.asarray(split.dev, dtype=np.int64)
+    if len(dev) < 2:
+        raise RefitError(f"only {len(dev)} development image(s); cannot train")
+    single = SplitIndices(test=split.test, dev=dev, folds=[(dev, dev[:1])])
+    loop = CrossValLoop(spec, dataset, single, device)
+    history = []
+    while not loop.done:
+        bar = tqdm(
+            total=loop.batches_per_epoch(),
+            desc=f"refit epoch {loop.epoch + 1}/{spec.train.epochs}",
+            unit="batch",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        )
+
+        def on_batch(fold: int, batch: int, total: int, loss: float, bar: Any = bar) -> None:
+            bar.update(1)
+            bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+
+        try:
+            result = loop.step(on_batch=on_batch)
+        finally:
+            bar.close()
+        history.append(
+            {
+                "epoch": int(result["epoch"]),
+                "train_loss": float(result["fold0/train/loss"]),
+                "lr": float(result["lr"]),
+                "samples_per_s": float(result.get("samples_per_s", math.nan)),
+            }
+        )
+        if progress:
+            print(
+                f"refit epoch {int(result['epoch'])}/{spec.train.epochs}: train loss "
+                f"{result['fold0/train/loss']:.4f}",
+                file=sys.stderr,
+            )
+    return loop.folds[0].model, history, loop
+
+
+def latest_checkpoint(trial_dir: Path) -> Path:
+    """The loop state file of the trial's newest ``checkpoint_*`` folder."""
+    folders = sorted((p for p in trial_dir.glob("checkpoint_*") if p.is_dir()), key=lambda p: p.name)
+    for folder in reversed(folders):
+        state = folder / CHECKPOINT_STATE
+        if state.is_file() and state.stat().st_size > 0:
+            return state
+    raise RefitError(
+        f"{trial_dir}: no checkpoint with {CHECKPOINT_STATE}; --ensemble-folds needs the trial's "
+        "saved fold models (checkpoint.num_to_keep >= 1)"
+    )
+
+
+def load_fold_models(chosen: Chosen, dataset: Any, split: Any, device: str = "auto") -> tuple[list[Any], int]:
+    """The trial's K fold models at its last checkpoint, and the epoch they were saved at."""
+    import torch
+
+    from trainables.loop import CrossValLoop
+
+    if chosen.trial_dir is None:
+        raise RefitError("--ensemble-folds needs an experiment folder (the fold models live in its trials)")
+    state = torch.load(latest_checkpoint(chosen.trial_dir), map_location="cpu", weights_only=True)
+    loop = CrossValLoop(chosen.spec, dataset, split, device)
+    loop.load_state_dict(state)
+    return [f.model.eval() for f in loop.folds], loop.epoch
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+def _check_out(out: Path) -> None:
+    existing = [n for n in (BUNDLE_NAME, REPORT_NAME) if (out / n).exists()]
+    if existing:
+        raise RefitError(
+            f"{out} already holds {', '.join(existing)}; choose another --out (nothing is overwritten)"
+        )
+
+
+def _meta(spec: Spec, chosen: Chosen, dataset: Any, digest: str, extra: dict[str, Any]) -> dict[str, Any]:
+    from analysis.report import git_commit
+
+    return {
+        "class_names": list(dataset.class_names),
+        "input_size": spec.data.image_size,
+        "preprocessing": {
+            "image_size": spec.data.image_size,
+            "resize": spec.data.resize,
+            "input": "gray uint8 / 255 as float [B,1,H,W]",
+        },
+        "min_area": spec.train.min_area,
+        "tau": spec.train.tau,
+        "spec": spec_to_dict(spec),
+        "source": {
+            "experiment": str(chosen.exp_dir) if chosen.exp_dir else None,
+            "trial_id": chosen.trial_id,
+            "data_fingerprint": dataset.fingerprint,
+            "test_digest": digest,
+            "git_commit": git_commit(),
+        },
+        **extra,
+    }
+
+
+def run_refit(
+    chosen: Chosen,
+    out_dir: str | Path,
+    epochs: str | int = "auto",
+    device: str = "auto",
+    ensemble_folds: bool = False,
+    n_boot: int = 1000,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Refit (or assemble the fold ensemble), evaluate once on the test set, write everything to
+    ``out_dir``; returns the test report (with ``outputs`` naming the files)."""
+    from model_zoo.bundle import save_bundle
+
+    out = Path(out_dir)
+    _check_out(out)
+    dataset, split, _ = load_data(chosen)
+    test = held_out_set(dataset, split)
+    digest = heldout_digest(dataset.fingerprint, test.paths)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs: dict[str, str] = {}
+    if ensemble_folds:
+        models, saved_epoch = load_fold_models(chosen, dataset, split, device)
+        spec = chosen.spec
+        kind, info = "ensemble_folds", {"folds": len(models), "checkpoint_epoch": saved_epoch}
+        for k, model in enumerate(models):
+            path = save_bundle(
+                out / f"fold{k}.safetensors",
+                model,
+                _meta(spec, chosen, dataset, digest, {"fold": k, "epoch": saved_epoch}),
+            )
+            outputs[f"fold{k}_bundle"] = str(path)
+        torch_device = next(models[0].parameters()).device
+    else:
+        n, rule = parse_epochs(epochs, chosen)
+        spec = refit_spec(chosen.spec, n)
+        model, history, loop = train_on_dev(spec, dataset, split, device, progress)
+        model.eval()
+        models = [model]
+        kind, info = "refit", {"epochs": n, "epochs_rule": rule, "dev_images": len(split.dev)}
+        pd.DataFrame(history).to_csv(out / "refit_history.csv", index=False)
+        outputs["history"] = str(out / "refit_history.csv")
+        outputs["bundle"] = str(
+            save_bundle(out / BUNDLE_NAME, model, _meta(spec, chosen, dataset, digest, info))
+        )
+        torch_device = loop.device
+    outputs["spec"] = str(save_spec(spec, out / "spec.yaml"))
+
+    from analysis.predict import predict_arrays
+
+    seg_prob, probs = predict_arrays(models, test.images, torch_device)
+    report = evaluate(test, seg_prob, probs, spec.train.tau, spec.train.min_area, n_boot=n_boot)
+    figures = write_figures(test, seg_prob, probs, report, out)
+    outputs.update({k: str(v) for k, v in figures.items()})
+    log_dir = chosen.exp_dir if chosen.exp_dir is not None else out
+    earlier = record_evaluation(log_dir, digest, {
+        "kind": kind, "trial_id": chosen.trial_id, "out_dir": str(out),
+        "metrics": {k: v["value"] for k, v in report["metrics"].items()},
+    })  # fmt: skip
+    report = {
+        "kind": kind,
+        "experiment": str(chosen.exp_dir) if chosen.exp_dir else None,
+        "trial_id": chosen.trial_id,
+        "cv_score": chosen.cv_score,
+        **info,
+        "test_digest": digest,
+        "data_fingerprint": dataset.fingerprint,
+        "previous_evaluations_of_this_test_set": len(earlier),
+        **report,
+        "outputs": {**outputs, "report": str(out / REPORT_NAME)},
+    }
+    (out / REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if progress:
+        print(format_report(report), file=sys.stderr)
+    return report

@@ -1,0 +1,234 @@
+"""The search sections of a spec (``search``, ``resources``, ``failure``, ``checkpoint``, ``wandb``).
+
+:class:`SearchSpec` adds them to :class:`trainables.spec.Spec`; its ``validate`` checks the rules that
+span sections (the space against the model/train fields, ASHA's grace period against ``train.epochs``,
+multi-objective settings), so :func:`load_search_spec` rejects a bad spec before Ray starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from trainables.spec import Spec, load_spec
+
+DEFAULT_METRIC = "val/score_best"
+DEFAULT_PROJECT = "bus-search"
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """``"6h"`` / ``"90m"`` / ``"45s"`` / ``"1.5d"`` / a number of seconds -> seconds (None stays None)."""
+    if text is None:
+        return None
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        match = _DURATION.fullmatch(text)
+        if not match:
+            raise ValueError(
+                f"{text!r} is not a duration; write e.g. 45s, 90m, 6h, 1.5d or a number of seconds"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"{text!r}: a time budget must be positive")
+    return seconds
+
+
+def _check_duration(value: str) -> None:
+    parse_duration(value)
+
+
+def _check_metric(value: str | list[str]) -> None:
+    names = [value] if isinstance(value, str) else value
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"expected a reported metric name such as {DEFAULT_METRIC}, got {value!r}")
+
+
+def _check_mode(value: str | list[str]) -> None:
+    modes = [value] if isinstance(value, str) else value
+    bad = [m for m in modes if m not in ("min", "max")]
+    if bad or not modes:
+        raise ValueError(f"expected min or max (or a list of them for several metrics), got {value!r}")
+
+
+def _check_gpu(value: float) -> None:
+    if value > 1 and not float(value).is_integer():
+        raise ValueError(f"a GPU request above 1 must be a whole number of GPUs, got {value}")
+
+
+@dataclass
+class SchedulerConfig:
+    """Trial scheduler; ``training_iteration`` (= epochs) is its time axis, ``max_t`` = ``train.epochs``."""
+
+    type: Literal["asha", "fifo", "hyperband", "median"] = field(
+        default="asha", metadata={"help": "asha | fifo (no early stopping) | hyperband | median"}
+    )
+    grace_period: int = field(default=2, metadata={"min": 1, "help": "epochs every trial runs before a stop"})
+    reduction_factor: float = field(default=3.0, metadata={"gt": 1.0, "help": "ASHA / HyperBand eta"})
+
+
+@dataclass
+class SearchConfig:
+    """What to search and how (see spaces/README in the project README, 'Search spaces')."""
+
+    algorithm: Literal["optuna", "random", "grid"] = field(
+        default="optuna", metadata={"help": "optuna (define-by-run) | random | grid (Tune's generator)"}
+    )
+    sampler: Literal["tpe", "cmaes", "random", "nsgaii"] = field(
+        default="tpe", metadata={"help": "Optuna sampler; nsgaii needs a list of metrics"}
+    )
+    num_samples: int = field(default=16, metadata={"min": 1, "help": "trials to run (ignored by grid)"})
+    metric: str | list[str] = field(
+        default=DEFAULT_METRIC,
+        metadata={"check": _check_metric, "help": "reported key to optimise (a list for nsgaii)"},
+    )
+    mode: str | list[str] = field(default="max", metadata={"check": _check_mode, "help": "min | max"})
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    max_concurrent: int | None = field(
+        default=None,
+        metadata={"min": 1, "help": "at most this many trials at once (null: as resources allow)"},
+    )
+    time_budget: str | None = field(
+        default=None, metadata={"check": _check_duration, "help": "stop the search after e.g. 6h"}
+    )
+    points_to_evaluate: list[dict[str, Any]] = field(
+        default_factory=list, metadata={"help": "configs (dotted keys of the space) to try first"}
+    )
+    space: dict[str, dict[str, Any]] = field(
+        default_factory=dict, metadata={"help": "dotted spec key -> distribution (choice, uniform, ...)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seeds the searcher (Optuna sampler, Tune's generator)"})
+
+    @property
+    def metrics(self) -> list[str]:
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @property
+    def modes(self) -> list[str]:
+        return [self.mode] * len(self.metrics) if isinstance(self.mode, str) else list(self.mode)
+
+    @property
+    def time_budget_s(self) -> float | None:
+        return parse_duration(self.time_budget)
+
+
+@dataclass
+class ResourcesConfig:
+    """Per trial. A fractional GPU packs several trials on one card (0.25 = four per GPU)."""
+
+    cpu: float = field(default=1.0, metadata={"gt": 0.0, "help": "CPU cores per trial (torch threads)"})
+    gpu: float = field(default=0.0, metadata={"min": 0.0, "check": _check_gpu, "help": "GPUs per trial"})
+
+
+@dataclass
+class FailureConfig:
+    """Retries of a failed trial, each from its last checkpoint."""
+
+    max_failures: int = field(default=2, metadata={"min": -1, "help": "-1 = retry forever"})
+
+
+@dataclass
+class CheckpointConfig:
+    """Per-trial checkpoints (one per epoch; older ones are deleted)."""
+
+    num_to_keep: int | None = field(default=2, metadata={"min": 1, "help": "null keeps all"})
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases logging: one run per trial, grouped by experiment."""
+
+    mode: Literal["auto", "online", "offline", "disabled"] = field(
+        default="auto", metadata={"help": "auto = online with WANDB_API_KEY, else offline"}
+    )
+    project: str | None = field(
+        default=None, metadata={"help": f"null = $WANDB_PROJECT or {DEFAULT_PROJECT}"}
+    )
+    entity: str | None = None
+
+    def resolved_mode(self, environ: Mapping[str, str] = os.environ) -> str:
+        """online / offline / disabled; ``auto`` is online only with WANDB_API_KEY in the environment."""
+        if self.mode != "auto":
+            return self.mode
+        return "online" if environ.get("WANDB_API_KEY") else "offline"
+
+    def resolved_project(self, environ: Mapping[str, str] = os.environ) -> str:
+        return self.project or environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
+
+
+@dataclass
+class SearchSpec(Spec):
+    """A spec plus everything the search needs; ``validate`` checks the space before Ray starts."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    failure: FailureConfig = field(default_factory=FailureConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+
+    def validate(self) -> list[str]:
+        errors = super().validate()
+        return errors if errors else search_errors(self)
+
+
+def search_errors(spec: SearchSpec) -> list[str]:
+    """Rules between the search sections and the rest of the spec (messages start with the key)."""
+    from search.space import point_errors, space_errors, space_from_spec
+
+    s = spec.search
+    errors = space_errors(spec)
+    if not s.space:
+        errors.append(
+            "search.space: empty; name at least one field to search, e.g. train.lr: {loguniform: [1.0e-5, 1.0e-3]}"
+        )
+    if errors:
+        return errors
+    space = space_from_spec(spec)
+    errors.extend(point_errors(space, s.points_to_evaluate))
+    for p in space.params:
+        if s.algorithm == "optuna" and p.dist == "grid":
+            errors.append(
+                f"search.space.{p.key}: grid needs algorithm grid or random; with optuna use choice"
+            )
+        if s.algorithm == "grid" and not p.discrete:
+            errors.append(f"search.space.{p.key}: algorithm grid enumerates choice/grid values, not {p.dist}")
+    if s.algorithm == "optuna" and s.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        errors.append("search.sampler: cmaes needs the 'cmaes' package (pip install cmaes); or use tpe")
+    if isinstance(s.mode, list) and len(s.mode) != len(s.metrics):
+        errors.append(f"search.mode: {len(s.mode)} modes for {len(s.metrics)} metrics")
+    if len(s.metrics) > 1:
+        if s.algorithm != "optuna":
+            errors.append("search.metric: several metrics (multi-objective) need algorithm optuna")
+        if s.scheduler.type != "fifo":
+            errors.append(
+                f"search.scheduler.type: {s.scheduler.type} stops trials on one metric; "
+                "with several metrics use fifo"
+            )
+    elif s.sampler == "nsgaii" and s.algorithm == "optuna" and isinstance(s.mode, list):
+        errors.append("search.mode: give one mode for one metric")
+    max_epochs = max_epochs_of(spec, space)
+    if s.scheduler.type in ("asha", "hyperband", "median") and s.scheduler.grace_period > max_epochs:
+        errors.append(
+            f"search.scheduler.grace_period: {s.scheduler.grace_period} epochs is more than train.epochs "
+            f"({max_epochs}); nothing could be stopped early"
+        )
+    return errors
+
+
+def max_epochs_of(spec: SearchSpec, space: Any = None) -> int:
+    """The longest a trial can run (``train.epochs``, or the top of its range when it is searched)."""
+    if space is not None and "train.epochs" in space.keys:
+        return max(int(v) for v in space["train.epochs"].candidates())
+    return spec.train.epochs
+
+
+def load_search_spec(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:
+    """Read, override and validate a search spec (space included); raise ``SpecError`` listing every problem."""
+    return load_spec(path, overrides, spec_cls=SearchSpec)

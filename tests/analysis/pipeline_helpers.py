@@ -1,0 +1,61 @@
+"""Tiny pipeline files for the pipeline tests: three small stage specs chained by inheritance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+THESIS = ROOT / "spaces" / "thesis.yaml"
+
+BASE: dict[str, Any] = {
+    "data": {"root": None, "image_size": 32, "folds": 2, "synthetic": {"n_per_class": [6, 10, 8], "size": 32}},
+    "model": {"encoder": "tu-test_efficientnet", "encoder_weights": None},
+    "train": {"epochs": 2, "batch_size": 8, "warmup_epochs": 0},
+    "resources": {"cpu": 1, "gpu": 0},
+    "wandb": {"mode": "disabled"},
+}
+
+STAGES: dict[str, dict[str, Any]] = {
+    "enc": {"search": {"algorithm": "grid", "scheduler": {"type": "fifo"},
+                       "space": {"model.encoder": {"grid": ["tu-test_efficientnet", "tu-test_resnet"]}}}},
+    "dec": {"search": {"algorithm": "grid", "scheduler": {"type": "fifo"},
+                       "space": {"model.decoder": {"grid": ["unet", "fpn"]}}}},
+    "att": {"search": {"algorithm": "random", "num_samples": 2, "scheduler": {"type": "fifo"},
+                       "space": {"model.attention": {"choice": ["none", "se"]},
+                                 "train.lr": {"loguniform": [5.0e-4, 2.0e-3]}}}},
+}  # fmt: skip
+
+
+def spec(name: str, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    d = json.loads(json.dumps({"name": name, **BASE, **STAGES[name]}))
+    for key, value in (changes or {}).items():
+        d[key] = value
+    return d
+
+
+def write_pipeline(folder: Path, pipeline: dict[str, Any] | None = None, specs: dict[str, dict] | None = None) -> Path:
+    """A pipeline file ``pipeline.yaml`` and its stage specs in ``folder``; ``pipeline`` replaces top-level keys."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in STAGES:
+        d = (specs or {}).get(name) or spec(name)
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(d), encoding="utf-8")
+    doc: dict[str, Any] = {
+        "name": "tiny",
+        "stages": [
+            {"name": "enc", "spec": "enc.yaml", "rank_by": "macro_f1"},
+            {"name": "dec", "spec": "dec.yaml", "inherit": {"from": "enc", "fields": ["model.encoder"]}},
+            {"name": "att", "spec": "att.yaml",
+             "inherit": {"from": "dec", "fields": ["model.encoder", "model.decoder"]}},
+        ],
+        "reference": {"model.encoder": "efficientnet-b6", "model.decoder": "fpn"},
+        "smoke": {"set": {"train.epochs": 1}, "grid_values": 1, "num_samples": 1,
+                  "encoder_stand_ins": {"efficientnet-b6": "tu-test_efficientnet"}},
+    }  # fmt: skip
+    doc.update(pipeline or {})
+    path = folder / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path

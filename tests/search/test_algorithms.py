@@ -1,0 +1,149 @@
+"""Searchers and schedulers from the spec, checked in real (instant) Tune runs of a stub trainable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search import algorithms
+from search.config import load_search_spec
+from search.space import space_from_spec
+from tests.search.helpers import merge, write_spec
+
+ray = pytest.importorskip("ray")
+
+CONDITIONAL = {
+    "model.attention": {"choice": ["none", "se"]},
+    "model.latent_aug.mode": {"choice": ["none", "noise"]},
+    "model.latent_aug.sigma": {"uniform": [0.01, 0.2], "when": {"model.latent_aug.mode": ["noise"]}},
+}
+
+
+def _spec(tmp_path: Path, search: dict):
+    return load_search_spec(write_spec(tmp_path, {"search": merge({"space": CONDITIONAL}, search)}))
+
+
+def _score(config: dict) -> None:
+    from ray import tune
+
+    for epoch in range(1, 4):
+        tune.report({"val/score_best": 0.1 * epoch + (0.5 if config.get("model.attention") == "se" else 0.0)})
+
+
+def _fit(spec, storage: Path) -> list[dict]:
+    from ray import tune
+
+    space = space_from_spec(spec)
+    metric, mode = algorithms.tune_metric_mode(spec)
+    tuner = tune.Tuner(
+        _score,
+        param_space=algorithms.param_space(spec, space),
+        tune_config=tune.TuneConfig(
+            search_alg=algorithms.build_searcher(spec, space),
+            scheduler=algorithms.build_scheduler(spec, space),
+            metric=metric,
+            mode=mode,
+            num_samples=algorithms.num_samples(spec, space),
+        ),
+        run_config=tune.RunConfig(storage_path=str(storage), verbose=0),
+    )
+    return [r.config for r in tuner.fit()]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    assert not ray.is_initialized(), "another test left Ray running"
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def test_optuna_honours_points_and_never_sets_inactive_keys(tmp_path: Path, local_ray: None) -> None:
+    point = {"model.attention": "se", "model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.1}
+    spec = _spec(tmp_path, {"algorithm": "optuna", "num_samples": 5, "points_to_evaluate": [point]})
+    configs = _fit(spec, tmp_path)
+    assert len(configs) == 5 and point in configs
+    for c in configs:
+        assert ("model.latent_aug.sigma" in c) == (c["model.latent_aug.mode"] == "noise")
+
+
+def test_random_draws_conditionals_only_when_active(tmp_path: Path, local_ray: None) -> None:
+    spec = _spec(tmp_path, {"algorithm": "random", "num_samples": 8})
+    configs = _fit(spec, tmp_path)
+    assert len(configs) == 8
+    for c in configs:
+        active = c["model.latent_aug.mode"] == "noise"
+        assert (c["model.latent_aug.sigma"] is not None) == active
+    assert configs == _fit(spec, tmp_path)  # seeded
+
+
+def test_grid_enumerates_each_effective_config_once(tmp_path: Path, local_ray: None) -> None:
+    space = {
+        **CONDITIONAL,
+        "model.latent_aug.sigma": {"grid": [0.05, 0.1], "when": {"model.latent_aug.mode": ["noise"]}},
+    }
+    spec = _spec(tmp_path, {"algorithm": "grid", "space": space})
+    configs = _fit(spec, tmp_path)
+    assert len(configs) == 2 * (1 + 2)
+    keys = {tuple(sorted(c.items())) for c in configs}
+    assert len(keys) == 6
+
+
+def test_schedulers_and_metric_modes(tmp_path: Path) -> None:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
+
+    spec = _spec(tmp_path, {"scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2}})
+    asha = algorithms.build_scheduler(spec, space_from_spec(spec))
+    assert isinstance(asha, ASHAScheduler) and asha._max_t == spec.train.epochs
+    assert asha._time_attr == "training_iteration" and asha._reduction_factor == 2
+    for kind, cls in (
+        ("hyperband", HyperBandScheduler),
+        ("median", MedianStoppingRule),
+        ("fifo", FIFOScheduler),
+    ):
+        other = _spec(tmp_path, {"scheduler": {"type": kind, "grace_period": 1}})
+        assert isinstance(algorithms.build_scheduler(other), cls)
+    assert algorithms.tune_metric_mode(spec) == ("val/score_best", "max")
+    multi = _spec(
+        tmp_path,
+        {
+            "algorithm": "optuna",
+            "sampler": "nsgaii",
+            "metric": ["val/dice", "val/macro_f1"],
+            "mode": "max",
+            "scheduler": {"type": "fifo"},
+        },
+    )
+    assert algorithms.tune_metric_mode(multi) == (None, None)
+    searcher = algorithms.build_searcher(multi, space_from_spec(multi))
+    assert searcher.metric == ["val/dice", "val/macro_f1"] and searcher.mode == ["max", "max"]
+
+
+SAMPLERS = {
+    "tpe": "TPESampler",
+    "cmaes": "CmaEsSampler",
+    "random": "RandomSampler",
+    "nsgaii": "NSGAIISampler",
+}
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_samplers_are_seeded(tmp_path: Path, sampler: str) -> None:
+    import optuna
+
+    if sampler == "cmaes":
+        pytest.importorskip("cmaes", reason="CmaEsSampler needs the cmaes package")
+    spec = _spec(tmp_path, {"sampler": sampler, "seed": 7})
+
+    def first_draws() -> list[float]:
+        study = optuna.create_study(sampler=algorithms.optuna_sampler(spec))
+        draws = []
+        for _ in range(3):
+            trial = study.ask()
+            draws.append(trial.suggest_float("x", 0.0, 1.0))
+            study.tell(trial, draws[-1])
+        return draws
+
+    assert type(algorithms.optuna_sampler(spec)).__name__ == SAMPLERS[sampler]
+    assert first_draws() == first_draws()

@@ -1,0 +1,91 @@
+"""The quickstart search end to end on the CPU: Optuna proposes, ASHA stops, the experiment folder holds
+everything, and W&B has one offline run per trial with the trial's config."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.search.helpers import results, trial_dirs
+from tests.search.wandb_records import read_run
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "spaces" / "quickstart.yaml"
+
+
+@pytest.fixture
+def no_ray():
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized(), "another test left Ray running"
+    yield
+    ray.shutdown()
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)  # type: ignore[arg-type]
+    return a == b
+
+
+@pytest.mark.slow
+def test_quickstart_search(tmp_path: Path, no_ray: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from search.commands import cmd_search
+    from search.config import load_search_spec
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    spec = load_search_spec(QUICKSTART)
+    args = argparse.Namespace(
+        spec=str(QUICKSTART),
+        storage=str(tmp_path / "runs"),
+        name=None,
+        address=None,
+        resume=False,
+        overwrite=False,
+        overrides=[],
+        data=None,
+    )
+    assert cmd_search(args) == 0
+    exp = tmp_path / "runs" / "quickstart"
+
+    # The folder describes itself: resolved spec, splits, data fingerprint, Tune's state and trials.
+    saved = yaml.safe_load((exp / "spec.yaml").read_text())
+    assert saved["search"]["space"] == spec.search.space and saved["data"]["image_size"] == 64
+    splits = yaml.safe_load((exp / "splits.json").read_text())
+    assert len(splits["folds"]) == spec.data.folds and splits["test"]
+    assert len(yaml.safe_load((exp / "data.json").read_text())["fingerprint"]) > 8
+    dirs = trial_dirs(exp)
+    assert len(dirs) == spec.search.num_samples
+    rows = {d.name.removeprefix("train_trial_"): results(d) for d in dirs}
+    assert all(r and list(d.glob("checkpoint_*")) for d, r in zip(dirs, rows.values()))
+
+    # Optuna proposed every config (the searcher's saved study holds each trial's parameters).
+    (state_file,) = exp.glob("searcher-state-*.pkl")
+    searcher = pickle.loads(state_file.read_bytes())
+    assert set(searcher["_ot_trials"]) == set(rows)
+    first = spec.search.points_to_evaluate[0]
+    configs = {tid: r[-1]["config"] for tid, r in rows.items()}
+    assert any(all(_same(c.get(k), v) for k, v in first.items()) for c in configs.values())
+    for tid, config in configs.items():
+        params = searcher["_ot_trials"][tid].params
+        assert set(params) == set(config)  # inactive conditional parameters were never sampled
+        assert all(_same(params[k], config[k]) for k in params)
+
+    # ASHA stopped at least one trial before train.epochs; the metric every trial reported is there.
+    epochs = {tid: int(r[-1]["training_iteration"]) for tid, r in rows.items()}
+    assert min(epochs.values()) < spec.train.epochs <= max(epochs.values())
+    assert all("val/score_best" in r[-1] and "fold1/val/dice" in r[-1] for r in rows.values())
+
+    # One offline W&B run per trial in the experiment folder, its config the trial's.
+    run_files = sorted((exp / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == len(rows)
+    for path in run_files:
+        run = read_run(path)
+        assert run["group"] == "quickstart" and run["id"] in rows
+        for key, value in configs[run["id"]].items():
+            assert _same(run["config"][key], value), key
+        assert [h["training_iteration"] for h in run["history"]] == list(range(1, epochs[run["id"]] + 1))

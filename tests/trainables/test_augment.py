@@ -1,0 +1,117 @@
+"""On-device batch augmentation: image and mask move together, masks stay binary, runs repeat."""
+
+from __future__ import annotations
+
+import torch
+
+from trainables.augment import BatchAugment
+from trainables.config import AugmentConfig
+
+OFF = {
+    "hflip": False,
+    "rotate": 0.0,
+    "scale": (1.0, 1.0),
+    "brightness": 0.0,
+    "contrast": 0.0,
+    "gamma": (1.0, 1.0),
+    "speckle": 0.0,
+}
+
+
+def _aug(seed: int = 0, **kw: object) -> BatchAugment:
+    return BatchAugment(AugmentConfig(**{**OFF, **kw}), torch.Generator().manual_seed(seed))
+
+
+def _batch(n: int = 16, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(123)
+    masks = torch.zeros(n, 1, size, size)
+    for i in range(n):  # an off-centre rectangle per sample, so flips and rotations show
+        y, x = torch.randint(2, size // 2, (2,), generator=g).tolist()
+        masks[i, 0, y : y + size // 3, x : x + size // 4] = 1.0
+    images = 0.2 + 0.6 * masks + 0.05 * torch.rand(n, 1, size, size, generator=g)
+    return images, masks
+
+
+def test_all_off_is_identity_and_does_not_touch_input() -> None:
+    images, masks = _batch()
+    before = images.clone()
+    out_i, out_m = _aug()(images, masks)
+    assert torch.equal(out_i, images) and torch.equal(out_m, masks)
+    out_i.add_(1.0)
+    assert torch.equal(images, before)
+
+
+def test_hflip_flips_image_and_mask_together() -> None:
+    images, masks = _batch(n=32)
+    out_i, out_m = _aug(hflip=True)(images, masks)
+    flipped = 0
+    for i in range(len(images)):
+        if torch.allclose(out_i[i], images[i], atol=1e-5):
+            assert torch.equal(out_m[i], masks[i])
+        else:
+            assert torch.allclose(out_i[i], images[i].flip(-1), atol=1e-5)
+            assert torch.equal(out_m[i], masks[i].flip(-1))
+            flipped += 1
+    assert 4 <= flipped <= 28
+
+
+def test_rotation_and_scale_share_one_grid() -> None:
+    images, masks = _batch(n=16, size=64)
+    out_i, out_m = _aug(seed=1, hflip=True, rotate=30.0, scale=(0.8, 1.2))(images, masks)
+    assert set(out_m.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(out_m, masks)
+    # the image's bright lesion lands where the mask went: threshold the image, compare with the mask
+    from_image = (out_i > 0.5).float()
+    inter = (from_image * out_m).sum((1, 2, 3))
+    union = ((from_image + out_m) > 0).float().sum((1, 2, 3))
+    assert bool((inter / union > 0.9).all()), (inter / union).tolist()
+
+
+def test_scale_two_zooms_in_about_the_centre() -> None:
+    masks = torch.zeros(1, 1, 32, 32)
+    masks[..., 12:20, 12:20] = 1.0
+    _, out_m = _aug(scale=(2.0, 2.0))(masks.clone(), masks)
+    assert out_m.sum() == 256  # 8 x 8 square -> 16 x 16
+    assert out_m[0, 0, 8:24, 8:24].sum() == 256
+
+
+def test_intensity_changes_stay_in_range_and_leave_masks() -> None:
+    images, masks = _batch()
+    aug = _aug(brightness=0.3, contrast=0.3, gamma=(0.5, 2.0), speckle=0.3)
+    out_i, out_m = aug(images, masks)
+    assert torch.equal(out_m, masks)
+    assert float(out_i.min()) >= 0.0 and float(out_i.max()) <= 1.0
+    assert (out_i - images).abs().mean() > 0.01
+    # per-sample parameters: the mean shift differs between samples
+    shifts = (out_i - images).mean((1, 2, 3))
+    assert shifts.std() > 0.005
+
+
+def test_same_seed_same_result_different_seed_different() -> None:
+    images, masks = _batch()
+    cfg = {"hflip": True, "rotate": 15.0, "scale": (0.9, 1.1), "brightness": 0.1, "speckle": 0.1}
+    a = _aug(seed=5, **cfg)(images, masks)
+    b = _aug(seed=5, **cfg)(images, masks)
+    c = _aug(seed=6, **cfg)(images, masks)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+
+
+def test_generator_state_restores_the_stream() -> None:
+    images, masks = _batch()
+    aug = _aug(seed=9, rotate=20.0, speckle=0.2)
+    aug(images, masks)
+    state = aug.generator.get_state()
+    first = aug(images, masks)
+    aug.generator.set_state(state)
+    again = aug(images, masks)
+    assert torch.equal(first[0], again[0])
+
+
+def test_grid_equals_affine_grid() -> None:
+    import torch.nn.functional as F
+
+    theta = torch.randn(4, 2, 3, generator=torch.Generator().manual_seed(0))
+    for h, w in ((16, 16), (12, 20)):
+        expected = F.affine_grid(theta, [4, 1, h, w], align_corners=False)
+        assert torch.allclose(BatchAugment.grid(theta, h, w), expected, atol=1e-5)

@@ -1,0 +1,275 @@
+"""The lockstep K-fold loop: results, summary, early stopping, failures, and exact resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from model_zoo.losses import class_weights_from_counts
+from trainables.data.cache import BUSDataset, load_dataset
+from trainables.data.splits import SplitIndices, make_splits, split_indices
+from trainables.device import DeviceError
+from trainables.loop import CrossValLoop, NonFiniteLossError, lr_factor
+from trainables.spec import Spec, spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_spec_dict(**train: Any) -> dict[str, Any]:
+    """A spec small enough for CPU tests: 32 synthetic images at 32 px, a timm test encoder, 2 folds."""
+    return {
+        "name": "tiny",
+        "data": {"image_size": 32, "folds": 2, "synthetic": {"n_per_class": [10, 12, 10], "size": 64}},
+        "model": {
+            "encoder": "tu-test_efficientnet",
+            "encoder_weights": None,
+            "latent_aug": {"mode": "noise+mixup"},
+        },
+        "train": {"epochs": 3, "batch_size": 8, "deterministic": True, **train},
+    }
+
+
+def tiny_spec(**train: Any) -> Spec:
+    return spec_from_dict(tiny_spec_dict(**train))
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[BUSDataset, SplitIndices, dict]:
+    spec = tiny_spec()
+    dataset = load_dataset(spec.data, progress=False)
+    splits = make_splits(dataset, spec.data.folds, spec.data.test_fraction, spec.data.seed)
+    return dataset, split_indices(splits, dataset), splits
+
+
+def test_lr_factor_shapes() -> None:
+    assert [lr_factor(s, 10, 4, "constant") for s in (0, 3, 4, 9)] == [0.25, 1.0, 1.0, 1.0]
+    cos = [lr_factor(s, 10, 2, "cosine") for s in range(10)]
+    assert cos[1] == 1.0 and cos[2] == 1.0 and cos[9] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
+    assert all(a >= b for a, b in itertools.pairwise(cos[2:]))
+    one = [lr_factor(s, 100, 0, "onecycle") for s in range(101)]
+    assert (
+        one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0) and one[100] == pytest.approx(1e-4)
+    )
+    assert int(np.argmax(one)) == 30
+    with pytest.raises(ValueError, match=r"expected cosine \| onecycle \| constant"):
+        lr_factor(0, 10, 0, "step")
+
+
+def test_step_reports_every_fold_and_the_cv_mean(data: tuple) -> None:
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=2), dataset, split, device="cpu")
+    assert loop.images is dataset.images and loop.masks is dataset.masks  # shared, not copied
+    results = []
+    while not loop.done:
+        results.append(loop.step())
+    assert len(results) == 2 and loop.epoch == 2
+    r = results[-1]
+    for metric in (
+        "dice",
+        "iou",
+        "hd95",
+        "nsd",
+        "auc",
+        "macro_f1",
+        "acc",
+        "balanced_acc",
+        "recall_malignant",
+        "loss",
+        "score",
+    ):
+        per_fold = [r[f"fold{k}/val/{metric}"] for k in range(2)]
+        assert r[f"val/{metric}"] == pytest.approx(np.mean(per_fold))
+        assert r[f"val/{metric}_std"] == pytest.approx(np.std(per_fold, ddof=1))
+    for key in (
+        "fold0/train/loss",
+        "fold1/train/seg",
+        "fold1/train/cls",
+        "train/loss",
+        "lr",
+        "samples_per_s",
+        "time_this_epoch_s",
+        "val/score_best",
+    ):
+        assert math.isfinite(r[key]), key
+    assert r["epoch"] == 2.0
+    assert r["val/score_best"] == max(x["val/score"] for x in results)
+    assert 0 < r["lr"] < loop.cfg.lr
+    with pytest.raises(RuntimeError, match="done"):
+        loop.step()
+
+    s = loop.summary()
+    best = int(np.argmax([x["val/score"] for x in results]))
+    assert s["best_epoch"] == best + 1
+    assert s["cv"]["dice"]["mean"] == results[best]["val/dice"]
+    assert s["cv"]["macro_f1"]["std"] == results[best]["val/macro_f1_std"]
+    for k, fold in enumerate(s["folds"]):
+        own = [x[f"fold{k}/val/score"] for x in results]
+        assert fold["best_epoch"] == int(np.argmax(own)) + 1
+        assert fold["metrics"]["score"] == max(own)
+    assert s["folds_best"]["score"]["mean"] == pytest.approx(
+        np.mean([f["metrics"]["score"] for f in s["folds"]])
+    )
+
+
+def test_each_fold_gets_its_training_counts(data: tuple) -> None:
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=1), dataset, split, device="cpu")
+    for fold, (train_idx, _) in zip(loop.folds, split.folds):
+        counts = np.bincount(dataset.labels[train_idx], minlength=3)
+        weights = fold.loss_fn.cls.class_weights
+        assert torch.allclose(weights, class_weights_from_counts(counts))
+        assert fold.model.latent_aug.target_mask.tolist() == (counts < counts.max()).tolist()
+
+
+@pytest.mark.parametrize(
+    "train",
+    [
+        {"sampler": "balanced", "schedule": "onecycle", "optimizer": "sgd", "grad_clip": None},
+        {
+            "amp": "bf16",
+            "schedule": "constant",
+            "warmup_epochs": 0,
+            "loss": {"cls": "focal", "seg": "tversky"},
+        },
+    ],
+)
+def test_options_run(data: tuple, train: dict) -> None:
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=1, **train), dataset, split, device="cpu")
+    r = loop.step()
+    assert math.isfinite(r["val/score"]) and math.isfinite(r["train/loss"])
+
+
+def test_non_finite_loss_names_fold_epoch_and_last_loss(data: tuple) -> None:
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=2), dataset, split, device="cpu")
+    real = loop.folds[1].loss_fn
+    calls = {"n": 0}
+
+    def broken(out: Any, masks: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        calls["n"] += 1
+        loss, parts = real(out, masks, labels)
+        return (loss * float("nan") if calls["n"] == 2 else loss), parts
+
+    loop.folds[1].loss_fn = broken
+    with pytest.raises(NonFiniteLossError) as err:
+        loop.step()
+    e = err.value
+    assert (e.fold, e.epoch, e.batch) == (1, 1, 2)
+    assert e.last_finite is not None and math.isfinite(e.last_finite)
+    assert "fold 1, epoch 1, batch 2" in str(e) and f"{e.last_finite:.6g}" in str(e)
+
+
+def test_patience_stops_folds_and_keeps_their_best_metrics(
+    data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=6, patience=2), dataset, split, device="cpu")
+    scripted = {0: [0.5, 0.4, 0.3, 0.2, 0.1, 0.0], 1: [0.1, 0.2, 0.3, 0.25, 0.2, 0.15]}
+    real_validate = loop.validate
+
+    def validate(fold: Any) -> dict[str, float]:
+        metrics = real_validate(fold)
+        metrics["score"] = scripted[fold.index][loop.epoch]
+        metrics["dice"] = metrics["score"] + 0.01
+        return metrics
+
+    monkeypatch.setattr(loop, "validate", validate)
+    results = []
+    while not loop.done:
+        results.append(loop.step())
+    assert len(results) == 5  # fold 0 stops after epoch 3, fold 1 after epoch 5
+    assert [r["fold0/stopped"] for r in results] == [0.0, 0.0, 1.0, 1.0, 1.0]
+    assert results[3]["fold0/val/score"] == 0.5 and results[3]["fold0/val/dice"] == 0.51
+    assert math.isnan(results[3]["fold0/train/loss"]) and math.isfinite(results[3]["train/loss"])
+    assert results[4]["fold1/stopped"] == 1.0
+    s = loop.summary()
+    assert [f["best_epoch"] for f in s["folds"]] == [1, 3]
+    # epoch 4: fold 0 reports its best (0.5, as if restored), fold 1 scores 0.25
+    assert s["best_epoch"] == 4 and s["score"] == pytest.approx(0.375)
+
+
+def test_cuda_request_without_cuda_fails(data: tuple) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    dataset, split, _ = data
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        CrossValLoop(tiny_spec(), dataset, split, device="cuda")
+
+
+def test_state_of_another_split_is_refused(data: tuple) -> None:
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=1), dataset, split, device="cpu")
+    swapped = SplitIndices(test=split.test, folds=list(reversed(split.folds)), dev=split.dev)
+    other = CrossValLoop(tiny_spec(epochs=1), dataset, swapped, device="cpu")
+    with pytest.raises(ValueError, match="different split"):
+        other.load_state_dict(loop.state_dict())
+
+
+RESUME_SCRIPT = """
+import json, sys, torch
+torch.set_num_threads(1)
+from trainables.data.cache import load_dataset
+from trainables.data.splits import split_indices
+from trainables.loop import CrossValLoop
+from trainables.spec import spec_from_dict
+spec = spec_from_dict(json.loads(sys.argv[1]))
+dataset = load_dataset(spec.data, progress=False)
+splits = json.loads(open(sys.argv[2]).read())
+loop = CrossValLoop(spec, dataset, split_indices(splits, dataset), device="cpu")
+loop.load_state_dict(torch.load(sys.argv[3], map_location="cpu", weights_only=True))
+while not loop.done:
+    loop.step()
+print(json.dumps(loop.history))
+"""
+
+
+def test_resume_in_a_fresh_process_matches_a_straight_run(data: tuple, tmp_path: Path) -> None:
+    dataset, split, splits = data
+    spec_dict = tiny_spec_dict(epochs=4, sampler="balanced", augment={"speckle": 0.2, "rotate": 20.0})
+    loop = CrossValLoop(spec_from_dict(spec_dict), dataset, split, device="cpu")
+    for _ in range(2):
+        loop.step()
+    torch.save(loop.state_dict(), tmp_path / "state.pt")
+    while not loop.done:
+        loop.step()
+    straight = loop.history
+
+    (tmp_path / "splits.json").write_text(json.dumps(splits))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            RESUME_SCRIPT,
+            json.dumps(spec_dict),
+            str(tmp_path / "splits.json"),
+            str(tmp_path / "state.pt"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resumed = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(resumed) == len(straight) == 4
+    for a, b in zip(straight, resumed):
+        assert a.keys() == b.keys()
+        for key in a:
+            if key.startswith("time") or key in ("samples_per_s",):
+                continue
+            va, vb = a[key], b[key]
+            assert (math.isnan(va) and math.isnan(vb)) or va == pytest.approx(vb, abs=1e-6, rel=0), key
+    assert straight[3]["fold0/train/loss"] != straight[2]["fold0/train/loss"]

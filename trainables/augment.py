@@ -1,0 +1,93 @@
+"""Batched on-device augmentation of image + mask batches (training only).
+
+Geometry (horizontal flip, rotation, scale) is one affine matrix per sample, turned into ONE sampling
+grid that moves image and mask together: ``grid_sample`` interpolates the image bilinearly and the mask
+with nearest neighbour, so it stays binary. The grid is exactly ``F.affine_grid(theta, ...,
+align_corners=False)`` (tested), built by broadcasting instead of a batched matrix product, which is
+several times cheaper on the CPU. Intensity changes follow on the image only: gamma, contrast around the
+image mean and brightness (one fused multiply-add), multiplicative speckle noise, then a clamp to [0, 1].
+Every random parameter comes from the ``torch.Generator`` passed in, so a run is repeatable and its
+augmentation stream can be saved and restored with the loop's state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from trainables.config import AugmentConfig
+
+
+class BatchAugment:
+    """Apply :class:`AugmentConfig` to ``images``/``masks`` float ``[B, 1, H, W]`` on their device."""
+
+    def __init__(self, cfg: AugmentConfig, generator: torch.Generator) -> None:
+        self.cfg = cfg
+        self.generator = generator
+
+    @property
+    def geometric(self) -> bool:
+        cfg = self.cfg
+        return cfg.hflip or cfg.rotate > 0 or tuple(cfg.scale) != (1.0, 1.0)
+
+    def _uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
+        u = torch.rand(n, generator=self.generator, device=self.generator.device)
+        return (low + (high - low) * u).to(device)
+
+    def affine(self, n: int, device: torch.device) -> torch.Tensor:
+        """Per-sample ``[n, 2, 3]`` matrices mapping output to input coordinates (``F.affine_grid``)."""
+        cfg = self.cfg
+        angle = self._uniform(n, -cfg.rotate, cfg.rotate, device) * (math.pi / 180.0)
+        scale = self._uniform(n, float(cfg.scale[0]), float(cfg.scale[1]), device)
+        flip = torch.ones(n, device=device)
+        if cfg.hflip:
+            flip = torch.where(self._uniform(n, 0.0, 1.0, device) < 0.5, -flip, flip)
+        # Output pixel p samples input R(angle) @ p / scale; a flip negates the output x first.
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        theta = torch.zeros(n, 2, 3, device=device)
+        theta[:, 0, 0] = cos * flip
+        theta[:, 0, 1] = -sin
+        theta[:, 1, 0] = sin * flip
+        theta[:, 1, 1] = cos
+        return theta
+
+    @staticmethod
+    def grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """``F.affine_grid(theta, [B, C, h, w], align_corners=False)`` as a broadcast sum, ``[B, h, w, 2]``."""
+        kw = {"device": theta.device, "dtype": theta.dtype}
+        xs = ((torch.arange(w, **kw) * 2 + 1) / w - 1).view(1, 1, 1, w)
+        ys = ((torch.arange(h, **kw) * 2 + 1) / h - 1).view(1, 1, h, 1)
+        t = theta[:, :, :, None, None]  # [B, 2 (out x/y), 3, 1, 1]
+        return (t[:, :, 0] * xs + (t[:, :, 1] * ys + t[:, :, 2])).permute(0, 2, 3, 1).contiguous()
+
+    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return augmented copies of float ``[B, 1, H, W]`` batches; masks stay 0/1."""
+        cfg = self.cfg
+        n, device = images.shape[0], images.device
+        if self.geometric:
+            grid = self.grid(self.affine(n, device), images.shape[-2], images.shape[-1])
+            images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        else:
+            images = images.clone()
+        shape = (n, 1, 1, 1)
+        if tuple(cfg.gamma) != (1.0, 1.0):
+            gamma = self._uniform(n, float(cfg.gamma[0]), float(cfg.gamma[1]), device).view(shape)
+            images = images.clamp_min_(0.0).pow_(gamma)
+        if cfg.contrast > 0 or cfg.brightness > 0:
+            scale = torch.ones(shape, device=device)
+            shift = torch.zeros(shape, device=device)
+            if cfg.contrast > 0:
+                scale = self._uniform(n, 1.0 - cfg.contrast, 1.0 + cfg.contrast, device).view(shape)
+                shift = images.mean(dim=(1, 2, 3), keepdim=True) * (1.0 - scale)
+            if cfg.brightness > 0:
+                shift = shift + self._uniform(n, -cfg.brightness, cfg.brightness, device).view(shape)
+            images = torch.addcmul(shift, images, scale)
+        if cfg.speckle > 0:
+            noise = torch.randn(images.shape, generator=self.generator, device=self.generator.device).to(
+                device
+            )
+            images = torch.addcmul(images, images, noise, value=cfg.speckle)
+        return images.clamp_(0.0, 1.0), masks

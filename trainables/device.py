@@ -1,0 +1,120 @@
+"""Device and mixed-precision choice for training, plus the seeding that makes runs repeatable.
+
+``resolve_device`` never falls back silently: asking for CUDA where there is none is an error (the
+original ``--gpu`` flag quietly trained on the CPU). ``amp_settings`` turns ``train.amp`` into an autocast
+dtype and whether fp16 needs a gradient scaler.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+DEVICE_CHOICES = "auto | cpu | cuda | cuda:N"
+
+
+class DeviceError(ValueError):
+    """A device or precision request this machine cannot satisfy."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N`` -> a usable torch.device."""
+    text = str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        index_text = text.partition(":")[2]
+        if index_text and not index_text.isdigit():
+            raise DeviceError(f"device {name!r}: the CUDA index must be a number; expected {DEVICE_CHOICES}")
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {name!r} was asked for but CUDA is not available on this machine "
+                f"(torch {torch.__version__}, built for CUDA {torch.version.cuda}); use --device cpu or auto"
+            )
+        count = torch.cuda.device_count()
+        index = int(index_text) if index_text else torch.cuda.current_device()
+        if index >= count:
+            raise DeviceError(f"device {name!r}: this machine has {count} CUDA device(s), 0..{count - 1}")
+        return torch.device("cuda", index)
+    raise DeviceError(f"device {name!r}: unknown; expected {DEVICE_CHOICES}")
+
+
+@dataclass(frozen=True)
+class AmpSettings:
+    """Autocast dtype (None = full precision) and whether a GradScaler is needed (fp16 only)."""
+
+    dtype: torch.dtype | None
+    use_scaler: bool
+
+    @property
+    def name(self) -> str:
+        return {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def amp_settings(device: torch.device, amp: str = "auto") -> AmpSettings:
+    """``train.amp`` -> settings. ``auto``: bf16 on CUDA when supported, else fp16 with a scaler; off on CPU.
+
+    An explicit ``bf16`` also runs on the CPU (autocast supports it); ``fp16`` needs CUDA.
+    """
+    if amp == "off":
+        return AmpSettings(None, False)
+    if amp == "auto":
+        if device.type != "cuda":
+            return AmpSettings(None, False)
+        if torch.cuda.is_bf16_supported():
+            return AmpSettings(torch.bfloat16, False)
+        return AmpSettings(torch.float16, True)
+    if amp == "bf16":
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise DeviceError(
+                f"train.amp: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16"
+            )
+        return AmpSettings(torch.bfloat16, False)
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise DeviceError("train.amp: fp16 needs a CUDA device; on the CPU use bf16 or off")
+        return AmpSettings(torch.float16, True)
+    raise DeviceError(f"train.amp: unknown value {amp!r}; expected auto | bf16 | fp16 | off")
+
+
+def autocast(device: torch.device, amp: AmpSettings) -> AbstractContextManager:
+    """The autocast context for ``amp`` (a no-op when precision is full)."""
+    if amp.dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=amp.dtype)
+
+
+def make_scaler(device: torch.device, amp: AmpSettings) -> torch.amp.GradScaler:
+    """A GradScaler, enabled only for fp16 (its state_dict is empty when disabled)."""
+    return torch.amp.GradScaler(device.type, enabled=amp.use_scaler)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy's legacy global and torch; ``deterministic`` also asks for deterministic kernels.
+
+    Deterministic mode costs speed on CUDA; the resume test uses it on the CPU.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def describe_device(device: torch.device) -> str:
+    """One line naming the device, for logs and benchmark output."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({torch.get_num_threads()} threads)"

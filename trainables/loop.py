@@ -1,0 +1,540 @@
+"""The fold-aware lockstep training loop: one object trains all K folds of one config, epoch by epoch.
+
+``step()`` trains every fold for one epoch, validates it, and returns one flat dict of metrics: per fold
+(``fold0/val/dice``, ``fold0/train/loss``, ...), the cross-validation mean and sample std over folds
+(``val/dice``, ``val/dice_std``), ``val/score`` (the CV mean of each fold's ``selection_score`` under
+``train.select``) and ``val/score_best`` (its best value so far). A search judges a config by that CV
+mean, not by one lucky fold.
+
+Data: the dataset's uint8 arrays are shared read-only by all folds (on CUDA they are copied to the
+device once); each batch is sliced by index, turned to float on the device and augmented there.
+Validation runs at the working resolution: masks are ``sigmoid > 0.5``, classes the softmax arg-max.
+
+Optimisation per fold: AdamW or SGD, weight decay on weights only, a per-step LR schedule (linear
+warm-up, then cosine / one-cycle / constant; see :func:`lr_factor`), AMP per :mod:`trainables.device`,
+gradient clipping, ``channels_last`` on CUDA, optional ``torch.compile``, optional per-fold early stopping:
+a fold whose score has not improved for ``train.patience`` epochs stops training and keeps reporting its
+best epoch's validation metrics (as if its best checkpoint were restored); the loop is ``done`` when the
+epochs are reached or every fold has stopped.
+
+``summary()`` gives each fold's best epoch (optimistic: chosen on the fold it is scored on) and the CV
+mean +- std at the single common epoch with the best mean score, the figure to compare configs by.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from model_zoo import build_model, check_input_shape
+from model_zoo.losses import build_loss, class_weights_from_counts
+from trainables.augment import BatchAugment
+from trainables.config import TrainConfig
+from trainables.device import amp_settings, autocast, make_scaler, resolve_device, seed_everything
+from trainables.metrics import classification_metrics, mean_std, segmentation_metrics, selection_score
+from trainables.sampler import epoch_batches, n_batches
+
+STATE_VERSION = 1
+ONECYCLE_START = 1.0 / 25.0
+ONECYCLE_END = 1.0e-4
+ONECYCLE_WARMUP = 0.3
+
+BatchCallback = Callable[[int, int, int, float], None]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A training loss became NaN or infinite; the config has failed (never a score)."""
+
+    def __init__(self, fold: int, epoch: int, batch: int, value: float, last_finite: float | None) -> None:
+        self.fold, self.epoch, self.batch, self.value, self.last_finite = (
+            fold,
+            epoch,
+            batch,
+            value,
+            last_finite,
+        )
+        last = "none yet" if last_finite is None else f"{last_finite:.6g}"
+        super().__init__(
+            f"non-finite training loss ({value}) in fold {fold}, epoch {epoch}, batch {batch}; "
+            f"last finite loss: {last}. Try a lower train.lr, train.grad_clip, or train.amp=off."
+        )
+
+
+# ------------------------------------------------------------------------- optimizer and schedule
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the base LR at optimizer step ``step`` (0-based) of ``total``; ``warmup`` in steps.
+
+    ``constant``: linear warm-up from ``lr / warmup`` to ``lr``, then ``lr``. ``cosine``: the same warm-up,
+    then cosine decay to 0. ``onecycle``: warm-up from ``lr / 25`` (over 30% of the run when ``warmup`` is
+    0), then cosine decay to ``lr / 1e4`` (OneCycleLR's shape without its momentum cycling).
+    """
+    if schedule == "onecycle":
+        warmup = warmup or max(1, round(ONECYCLE_WARMUP * total))
+        if step < warmup:
+            return ONECYCLE_START + (1.0 - ONECYCLE_START) * step / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return ONECYCLE_END + (1.0 - ONECYCLE_END) * 0.5 * (1.0 + math.cos(math.pi * t))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"train.schedule: unknown schedule {schedule!r}; expected cosine | onecycle | constant")
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or SGD (Nesterov momentum); weight decay on weights, not on biases and norm parameters."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
+    raise ValueError(f"train.optimizer: unknown optimizer {cfg.optimizer!r}; expected adamw | sgd")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step ``LambdaLR`` of ``cfg.schedule`` over ``cfg.epochs`` epochs of ``steps_per_epoch`` steps."""
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
+    schedule = cfg.schedule
+
+    def factor(step: int) -> float:
+        return lr_factor(step, total, warmup, schedule)
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ------------------------------------------------------------------------------------- the loop
+
+
+Source = np.ndarray | torch.Tensor
+
+
+def _batch_source(
+    images: np.ndarray, masks: np.ndarray, labels: np.ndarray, device: torch.device
+) -> tuple[Source, Source, Source]:
+    """Where batches are sliced from: the dataset's own NumPy arrays on the CPU (shared, never copied;
+    NumPy's ``take`` on a memory map is much faster than torch indexing), one uint8 copy on a GPU."""
+    if device.type != "cuda":
+        return images, masks, labels
+    with warnings.catch_warnings():  # read-only arrays (a memory map) are only read here
+        warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
+        return tuple(torch.from_numpy(a).to(device) for a in (images, masks, labels))  # type: ignore[return-value]
+
+
+def load_batch(
+    images: Source, masks: Source, labels: Source, idx: np.ndarray, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Slice uint8 ``images``/``masks`` ``[N,S,S]`` and ``labels`` (NumPy arrays, or tensors already on
+    ``device``) by ``idx``; return on ``device`` images float ``[B,1,S,S]`` in [0, 1], masks float
+    ``[B,1,S,S]`` (0/1) and int64 labels. Only the batch is copied, never the sources."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if isinstance(images, np.ndarray):
+        x, m, y = (torch.from_numpy(np.take(a, idx, axis=0)) for a in (images, masks, labels))
+        x, m, y = (t.to(device, non_blocking=True) for t in (x, m, y))
+    else:
+        index = torch.from_numpy(idx).to(images.device)
+        x, m, y = (t.index_select(0, index) for t in (images, masks, labels))
+    return x.unsqueeze(1).float().div_(255.0), m.unsqueeze(1).float(), y.long()
+
+
+@dataclass
+class _Fold:
+    """Everything one fold owns; the dataset itself is shared."""
+
+    index: int
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    model: nn.Module
+    forward: Callable[..., Any]
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    stopped: bool = False
+    last_finite_loss: float | None = None
+    last_lr: float = math.nan
+
+
+def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar entries of a metrics dict, as Python floats (drops per_image, confusion, ...)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float | np.integer | np.floating)}
+
+
+def _digest(arrays: Sequence[np.ndarray]) -> str:
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype=np.int64).tobytes())
+        h.update(b"|")
+    return h.hexdigest()[:16]
+
+
+class CrossValLoop:
+    """Train the K folds of ``split`` for ``spec`` in lockstep on ``device`` (see the module docstring).
+
+    ``dataset`` is a :class:`trainables.data.cache.BUSDataset` (``images``/``masks`` uint8 ``[N, S, S]``,
+    ``labels``, ``class_names``); ``split`` a :class:`trainables.data.splits.SplitIndices` (its ``folds``
+    are ``(train_idx, val_idx)`` pairs of dataset indices).
+    """
+
+    def __init__(self, spec: Any, dataset: Any, split: Any, device: str | torch.device = "auto") -> None:
+        self.spec = spec
+        self.cfg: TrainConfig = spec.train
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.amp = amp_settings(self.device, self.cfg.amp)
+        self.class_names = tuple(dataset.class_names)
+        if spec.model.num_classes != len(self.class_names):
+            raise ValueError(
+                f"model.num_classes is {spec.model.num_classes} but the dataset has {len(self.class_names)} "
+                f"classes ({', '.join(self.class_names)})"
+            )
+        folds = list(split.folds)
+        if not folds:
+            raise ValueError("the split has no folds")
+        seed_everything(self.cfg.seed, self.cfg.deterministic)
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        self.score_best = -math.inf
+        self.improved: list[int] = []
+        self.np_rng = np.random.default_rng(self.cfg.seed)
+        self.aug_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed + 1)
+        self.augment = BatchAugment(self.cfg.augment, self.aug_gen)
+        self._channels_last = self.cfg.channels_last and self.device.type == "cuda"
+
+        self.labels = np.asarray(dataset.labels, dtype=np.int64)
+        images, masks = dataset.images, dataset.masks
+        if images.dtype != np.uint8 or images.ndim != 3 or masks.shape != images.shape:
+            raise ValueError(
+                f"dataset: expected uint8 images and masks [N, S, S], got {images.dtype} {list(images.shape)} "
+                f"and {masks.dtype} {list(masks.shape)}"
+            )
+        self.masks_np = masks
+        self.images, self.masks, self.labels_src = _batch_source(images, masks, self.labels, self.device)
+        check_input_shape(spec.model, int(images.shape[-2]), int(images.shape[-1]))
+
+        self.folds = [self._build_fold(k, tr, va) for k, (tr, va) in enumerate(folds)]
+        self._split_digest = _digest([a for f in self.folds for a in (f.train_idx, f.val_idx)])
+
+    # ------------------------------------------------------------------------------ construction
+
+    def _build_fold(self, k: int, train_idx: np.ndarray, val_idx: np.ndarray) -> _Fold:
+        train_idx = np.asarray(train_idx, dtype=np.int64)
+        val_idx = np.asarray(val_idx, dtype=np.int64)
+        if len(train_idx) < 2 or len(val_idx) < 1:
+            raise ValueError(f"fold {k}: needs at least 2 training and 1 validation images")
+        counts = np.bincount(self.labels[train_idx], minlength=len(self.class_names))
+        torch.manual_seed(self.cfg.seed * 1000 + k)  # each fold's init does not depend on the others
+        model = build_model(self.spec.model, class_names=self.class_names)
+        model.set_class_counts(torch.as_tensor(counts))
+        model = model.to(self.device)
+        if self._channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        weights = class_weights_from_counts(counts) if self.cfg.loss.cls == "weighted_ce" else None
+        loss_fn = build_loss(self.cfg.loss, weights).to(self.device)
+        optimizer = build_optimizer(model, self.cfg)
+        steps = n_batches(len(train_idx), self.cfg.batch_size)
+        scheduler = build_scheduler(optimizer, self.cfg, steps)
+        forward = torch.compile(model) if self.cfg.compile else model
+        return _Fold(
+            k,
+            train_idx,
+            val_idx,
+            model,
+            forward,
+            loss_fn,
+            optimizer,
+            scheduler,
+            make_scaler(self.device, self.amp),
+        )
+
+    # ----------------------------------------------------------------------------------- running
+
+    @property
+    def done(self) -> bool:
+        """All epochs run, or every fold stopped early."""
+        return self.epoch >= self.cfg.epochs or all(f.stopped for f in self.folds)
+
+    def batches_per_epoch(self) -> int:
+        """Training batches the next ``step()`` runs over all active folds (for progress bars)."""
+        return sum(n_batches(len(f.train_idx), self.cfg.batch_size) for f in self.folds if not f.stopped)
+
+    def _batch(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return load_batch(self.images, self.masks, self.labels_src, idx, self.device)
+
+    def _train_fold(self, fold: _Fold, on_batch: BatchCallback | None) -> tuple[dict[str, float], int]:
+        cfg = self.cfg
+        fold.model.train()
+        batches = epoch_batches(
+            fold.train_idx, self.labels[fold.train_idx], cfg.batch_size, cfg.sampler, self.np_rng
+        )
+        sums: dict[str, float] = {}
+        seen = 0
+        for b, idx in enumerate(batches):
+            x, m, y = self._batch(idx)
+            x, m = self.augment(x, m)
+            if self._channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.amp):
+                out = fold.forward(x, labels=y)
+            loss, parts = fold.loss_fn(out, m, y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(fold.index, self.epoch + 1, b + 1, value, fold.last_finite_loss)
+            fold.last_finite_loss = value
+            fold.scaler.scale(loss).backward()
+            if cfg.grad_clip is not None:
+                fold.scaler.unscale_(fold.optimizer)
+                nn.utils.clip_grad_norm_(fold.model.parameters(), cfg.grad_clip)
+            fold.scaler.step(fold.optimizer)
+            fold.last_lr = float(fold.optimizer.param_groups[0]["lr"])
+            fold.scaler.update()
+            fold.optimizer.zero_grad(set_to_none=True)
+            fold.scheduler.step()
+            n = len(idx)
+            seen += n
+            sums["loss"] = sums.get("loss", 0.0) + value * n
+            for key, part in parts.items():
+                if key != "total":
+                    sums[key] = sums.get(key, 0.0) + float(part) * n
+            if on_batch is not None:
+                on_batch(fold.index, b + 1, len(batches), value)
+        return {k: v / max(seen, 1) for k, v in sums.items()}, seen
+
+    @torch.no_grad()
+    def predict(self, fold: _Fold, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """Masks bool ``[N,S,S]`` (sigmoid > 0.5), softmax probabilities ``[N,K]`` and the mean loss."""
+        fold.model.eval()
+        preds, probs = [], []
+        loss_sum = 0.0
+        step = max(1, 2 * self.cfg.batch_size)
+        for start in range(0, len(idx), step):
+            x, m, y = self._batch(idx[start : start + step])
+            if self._channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(self.device, self.amp):
+                out = fold.forward(x)
+            seg_logits, cls_logits = out
+            loss, _ = fold.loss_fn(out, m, y)
+            loss_sum += float(loss) * len(y)
+            preds.append((seg_logits.float() > 0)[:, 0].cpu().numpy())
+            probs.append(torch.softmax(cls_logits.float(), dim=1).cpu().numpy())
+        return np.concatenate(preds), np.concatenate(probs).astype(np.float64), loss_sum / len(idx)
+
+    def validate(self, fold: _Fold) -> dict[str, float]:
+        """Validation metrics of ``fold``'s current model on its validation images, plus ``score``."""
+        pred, probs, loss = self.predict(fold, fold.val_idx)
+        gt = np.asarray(self.masks_np[fold.val_idx]) > 0
+        seg = segmentation_metrics(pred, gt, tau=self.cfg.tau, min_area=self.cfg.min_area)
+        cls = classification_metrics(probs, self.labels[fold.val_idx], self.class_names)
+        metrics = {**_scalars(seg), **_scalars(cls), "loss": loss}
+        metrics["score"] = selection_score(metrics, self.cfg.select)
+        return metrics
+
+    def step(self, on_batch: BatchCallback | None = None) -> dict[str, float]:
+        """Train every active fold for one epoch, validate, and return the flat result of this epoch.
+
+        ``on_batch(fold, batch, n_batches, loss)`` is called after each training batch (progress bars).
+        Raises :class:`NonFiniteLossError` when a loss is NaN or infinite.
+        """
+        if self.done:
+            raise RuntimeError(f"the loop is done (epoch {self.epoch} of {self.cfg.epochs}); nothing to step")
+        start = time.perf_counter()
+        result: dict[str, float] = {}
+        per_fold: list[dict[str, float]] = []
+        train_time, samples = 0.0, 0
+        self.improved = []
+        epoch = self.epoch + 1
+        for fold in self.folds:
+            prefix = f"fold{fold.index}/"
+            if fold.stopped:
+                train = {"loss": math.nan}
+                val = dict(fold.best_metrics)
+            else:
+                t0 = time.perf_counter()
+                train, seen = self._train_fold(fold, on_batch)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                train_time += time.perf_counter() - t0
+                samples += seen
+                val = self.validate(fold)
+                if val["score"] > fold.best_score:
+                    fold.best_score, fold.best_epoch, fold.best_metrics = val["score"], epoch, dict(val)
+                    self.improved.append(fold.index)
+                elif self.cfg.patience is not None and epoch - fold.best_epoch >= self.cfg.patience:
+                    fold.stopped = True
+            result.update({f"{prefix}train/{k}": v for k, v in train.items()})
+            result.update({f"{prefix}val/{k}": v for k, v in val.items()})
+            result[f"{prefix}best_epoch"] = float(fold.best_epoch)
+            result[f"{prefix}stopped"] = float(fold.stopped)
+            per_fold.append(
+                {**{f"train/{k}": v for k, v in train.items()}, **{f"val/{k}": v for k, v in val.items()}}
+            )
+        keys = list(dict.fromkeys(k for p in per_fold for k in p))
+        for key in keys:
+            mean, std = mean_std([p.get(key, math.nan) for p in per_fold])
+            result[key], result[f"{key}_std"] = mean, std
+        self.epoch = epoch
+        self.score_best = max(self.score_best, result["val/score"])
+        result["val/score_best"] = self.score_best
+        result["epoch"] = float(epoch)
+        active = [f for f in self.folds if not f.stopped] or self.folds
+        result["lr"] = active[0].last_lr  # of the epoch's last optimizer step
+        result["samples_per_s"] = samples / train_time if train_time > 0 else math.nan
+        result["time_this_epoch_s"] = time.perf_counter() - start
+        self.history.append(result)
+        return result
+
+    # ----------------------------------------------------------------------------------- summary
+
+    def summary(self) -> dict[str, Any]:
+        """Per-fold best epochs and the CV mean +- std at the common epoch with the best mean score.
+
+        ``best_epoch`` / ``cv`` (``{metric: {"mean", "std"}}``) are the figures to compare configs by;
+        ``folds[k]`` holds fold k's own best epoch and metrics (optimistic: selected on that fold);
+        ``folds_best`` their mean +- std over folds.
+        """
+        out: dict[str, Any] = {
+            "epochs_run": self.epoch,
+            "epochs": self.cfg.epochs,
+            "n_folds": len(self.folds),
+            "class_names": list(self.class_names),
+            "device": str(self.device),
+            "amp": self.amp.name,
+        }
+        if not self.history:
+            return out
+        scores = [h["val/score"] for h in self.history]
+        best = int(np.nanargmax(scores)) if not all(math.isnan(s) for s in scores) else len(scores) - 1
+        row = self.history[best]
+        names = sorted(k[len("val/") :] for k in row if k.startswith("val/") and not k.endswith("_std"))
+        names = [n for n in names if n != "score_best"]
+        out["best_epoch"] = best + 1
+        out["score"] = row["val/score"]
+        out["cv"] = {n: {"mean": row[f"val/{n}"], "std": row.get(f"val/{n}_std", math.nan)} for n in names}
+        out["folds"] = [
+            {
+                "fold": f.index,
+                "best_epoch": f.best_epoch,
+                "stopped": f.stopped,
+                "metrics": dict(f.best_metrics),
+            }
+            for f in self.folds
+        ]
+        keys = sorted(set().union(*(f.best_metrics for f in self.folds)))
+        out["folds_best"] = {}
+        for k in keys:
+            mean, std = mean_std([f.best_metrics.get(k, math.nan) for f in self.folds])
+            out["folds_best"][k] = {"mean": mean, "std": std}
+        return out
+
+    # ------------------------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: tensors and plain containers only (``weights_only`` loads)."""
+        rng: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": self.np_rng.bit_generator.state,
+            "numpy_global": _np_global_state(),
+            "python": random.getstate(),
+            "augment": self.aug_gen.get_state(),
+        }
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "score_best": self.score_best,
+            "split": self._split_digest,
+            "history": [dict(h) for h in self.history],
+            "rng": rng,
+            "folds": [
+                {
+                    "model": f.model.state_dict(),
+                    "optimizer": f.optimizer.state_dict(),
+                    "scheduler": f.scheduler.state_dict(),
+                    "scaler": f.scaler.state_dict(),
+                    "best_score": f.best_score,
+                    "best_epoch": f.best_epoch,
+                    "best_metrics": dict(f.best_metrics),
+                    "stopped": f.stopped,
+                    "last_finite_loss": f.last_finite_loss,
+                    "last_lr": f.last_lr,
+                }
+                for f in self.folds
+            ],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (same spec and split; checked)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r} is not {STATE_VERSION}")
+        if len(state["folds"]) != len(self.folds) or state["split"] != self._split_digest:
+            raise ValueError(
+                "the saved state was trained on a different split (fold count or fold indices differ); "
+                "resume with the splits.json it was trained with"
+            )
+        for fold, saved in zip(self.folds, state["folds"]):
+            fold.model.load_state_dict(saved["model"])
+            fold.optimizer.load_state_dict(saved["optimizer"])
+            fold.scheduler.load_state_dict(saved["scheduler"])
+            fold.scaler.load_state_dict(saved["scaler"])
+            fold.best_score = float(saved["best_score"])
+            fold.best_epoch = int(saved["best_epoch"])
+            fold.best_metrics = dict(saved["best_metrics"])
+            fold.stopped = bool(saved["stopped"])
+            fold.last_finite_loss = saved["last_finite_loss"]
+            fold.last_lr = float(saved["last_lr"])
+        self.epoch = int(state["epoch"])
+        self.score_best = float(state["score_best"])
+        self.history = [dict(h) for h in state["history"]]
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.np_rng.bit_generator.state = rng["numpy"]
+        np.random.set_state(_np_global_restore(rng["numpy_global"]))
+        random.setstate(_tuples(rng["python"]))
+        self.aug_gen.set_state(rng["augment"])
+
+
+def _np_global_state() -> dict[str, Any]:
+    """NumPy's legacy global RNG state as plain types (its key array becomes a tensor)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "name": name,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "gauss": float(gauss),
+    }
+
+
+def _np_global_restore(d: Mapping[str, Any]) -> tuple:
+    keys = d["keys"].numpy().astype(np.uint32)
+    return (d["name"], keys, d["pos"], d["has_gauss"], d["gauss"])
+
+
+def _tuples(x: Any) -> Any:
+    """Lists back to tuples (``random.setstate`` needs tuples)."""
+    return tuple(_tuples(v) for v in x) if isinstance(x, list | tuple) else x
