@@ -3,7 +3,8 @@
 The shrink keeps each stage a real search of the same kind (same algorithm, scheduler, space keys and
 conditions); it only makes it small:
 
-1. ``smoke.set``: dotted keys set in every stage (image size, epochs, folds, resources, W&B...);
+1. ``smoke.set``: dotted keys set in every stage (image size, epochs, folds, resources, W&B...); an
+   early-stopping scheduler's grace period is cut to the shrunk ``train.epochs``;
 2. encoder stand-ins: every encoder the stage names (its fixed ``model.encoder``, the values of a searched
    ``model.encoder``, ``when`` conditions and ``points_to_evaluate``) that the map lists is replaced by its
    stand-in; values that collapse onto one stand-in are kept once;
@@ -125,6 +126,7 @@ def shrink_stage(raw: Mapping[str, Any], smoke: SmokeConfig) -> tuple[dict[str, 
         if "model.encoder" in p:
             p["model.encoder"] = sub(p["model.encoder"])
 
+    _fit_grace_period(d)
     if search.get("algorithm", _default("search", "algorithm")) == "grid":
         _cap_grid(space, smoke.grid_values, info)
         info.points_dropped = len(points)
@@ -142,6 +144,18 @@ def shrink_stage(raw: Mapping[str, Any], smoke: SmokeConfig) -> tuple[dict[str, 
     present |= {v for dist in DISCRETE for v in enc.get(dist) or [] if isinstance(v, str)}
     info.stand_ins = {a: b for a, b in sub.used.items() if b in present}
     return d, info
+
+
+def _fit_grace_period(d: dict[str, Any]) -> None:
+    """An early-stopping scheduler's grace period cut to the (shrunk) ``train.epochs``."""
+    from search.config import SchedulerConfig
+    from trainables.config import TrainConfig
+
+    scheduler = d["search"].get("scheduler") or {}
+    epochs = int((d.get("train") or {}).get("epochs", TrainConfig().epochs))
+    grace = int(scheduler.get("grace_period", SchedulerConfig().grace_period))
+    if scheduler.get("type", SchedulerConfig().type) != "fifo" and grace > epochs:
+        d["search"]["scheduler"] = {**scheduler, "grace_period": epochs}
 
 
 def _cap_grid(space: dict[str, dict[str, Any]], n: int, info: ShrinkInfo) -> None:

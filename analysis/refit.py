@@ -6,11 +6,10 @@ trial's per-fold best epochs, rounded (a spec file has no trial, so ``auto`` is 
 The learning-rate schedule spans the refit's epochs; per-fold early stopping is off (there is no
 validation fold to stop on).
 
-Training reuses the lockstep loop itself with a single fold whose training part is every development
-image (each fold's train + val of ``splits.json``), so the data path, augmentation, sampler, loss,
-optimiser, schedule and AMP are the search's. The loop requires a validation part, so the fold is given
-one development image as a nominal validation set whose numbers are discarded: nothing is selected on
-it, and the test images are never touched until the single evaluation.
+Training reuses the lockstep loop itself with a single train-only fold (no validation part) whose
+training part is every development image (each fold's train + val of ``splits.json``), so the data path,
+augmentation, sampler, loss, optimiser, schedule and AMP are the search's. Nothing is selected during the
+refit, and the test images are never touched until the single evaluation.
 
 ``ensemble_folds``: instead of training, load the chosen trial's K fold models from its last checkpoint
 (the loop state the trainable saved) and average their probabilities, evaluated the same way.
@@ -208,7 +207,7 @@ def train_on_dev(
     dev = np.asarray(split.dev, dtype=np.int64)
     if len(dev) < 2:
         raise RefitError(f"only {len(dev)} development image(s); cannot train")
-    single = SplitIndices(test=split.test, dev=dev, folds=[(dev, dev[:1])])
+    single = SplitIndices(test=split.test, dev=dev, folds=[(dev, dev[:0])])
     loop = CrossValLoop(spec, dataset, single, device)
     history = []
     while not loop.done:

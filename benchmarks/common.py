@@ -189,6 +189,15 @@ def search_spec(overrides: Sequence[str] = (), base: str | Path = QUICKSTART) ->
     return load_search_spec(base, ["wandb.mode=disabled", *overrides])
 
 
+def load_data(spec: Any) -> tuple[Any, dict]:
+    """The spec's cached dataset (built without progress bars) and its splits, as a search makes them."""
+    from trainables.data.cache import load_dataset
+    from trainables.data.splits import resolve_splits
+
+    dataset = load_dataset(spec.data, progress=False)
+    return dataset, resolve_splits(spec.data, dataset)
+
+
 def start_ray(num_cpus: int | None = None) -> None:
     """A fresh local Ray (no dashboard, worker logs not forwarded) importing this project; restarted when
     already running so each benchmark sees the CPU count it asked for."""

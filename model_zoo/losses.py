@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from monai.losses import DiceLoss, TverskyLoss
 from segmentation_models_pytorch.losses import FocalLoss, SoftBCEWithLogitsLoss
 from torch import nn
 
@@ -76,6 +75,8 @@ class LesionImagesOnly(nn.Module):
 
 
 def _dice() -> nn.Module:
+    from monai.losses import DiceLoss  # lazy: MONAI costs seconds to import, and only training needs it
+
     return LesionImagesOnly(DiceLoss(sigmoid=True, batch=False, smooth_nr=1.0, smooth_dr=1.0))
 
 
@@ -98,6 +99,8 @@ def dice_focal(cfg: LossConfig) -> nn.Module:
 @SEG_LOSSES.register("tversky")
 def tversky(cfg: LossConfig) -> nn.Module:
     """Tversky (per lesion image; alpha on false positives, beta on false negatives) + BCE."""
+    from monai.losses import TverskyLoss
+
     region = TverskyLoss(
         sigmoid=True,
         batch=False,

@@ -44,14 +44,11 @@ def build_searcher(spec: SearchSpec, space: Space) -> Any:
     if s.algorithm == "optuna":
         from ray.tune.search.optuna import OptunaSearch
 
-        metric = s.metric if isinstance(s.metric, str) else list(s.metric)
-        mode = s.mode if isinstance(s.mode, str) else list(s.mode)
-        if isinstance(metric, list) and isinstance(mode, str):
-            mode = [mode] * len(metric)
+        multi = len(s.metrics) > 1
         return OptunaSearch(
             space=space.define_by_run(),
-            metric=metric,
-            mode=mode,
+            metric=s.metrics if multi else s.metrics[0],
+            mode=s.modes if multi else s.modes[0],
             points_to_evaluate=points or None,
             sampler=optuna_sampler(spec),
         )

@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from trainables.data.errors import DataError
 from trainables.schema import SpecError
+
+if TYPE_CHECKING:
+    from search.config import SearchSpec
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -23,7 +27,7 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return overrides
 
 
-def _load(args: argparse.Namespace):  # -> SearchSpec
+def _load(args: argparse.Namespace) -> SearchSpec:
     from search.config import load_search_spec
 
     spec = load_search_spec(args.spec, _overrides(args))
@@ -39,9 +43,10 @@ def _fail(exc: Exception) -> int:
     return 2
 
 
-def _summary(results: object) -> int:
-    errors = sum(1 for r in results if r.error)  # type: ignore[attr-defined]
-    total = len(results)  # type: ignore[arg-type]
+def _summary(results: Any) -> int:
+    """Exit status: 0 when at least one trial finished without an error."""
+    errors = sum(1 for r in results if r.error)
+    total = len(results)
     if errors:
         print(f"{errors} of {total} trials ended with an error (see their error.txt)", file=sys.stderr)
     return 0 if total and errors < total else 1

@@ -211,8 +211,6 @@ def search_errors(spec: SearchSpec) -> list[str]:
                 f"search.scheduler.type: {s.scheduler.type} stops trials on one metric; "
                 "with several metrics use fifo"
             )
-    elif s.sampler == "nsgaii" and s.algorithm == "optuna" and isinstance(s.mode, list):
-        errors.append("search.mode: give one mode for one metric")
     max_epochs = max_epochs_of(spec, space)
     if s.scheduler.type in ("asha", "hyperband", "median") and s.scheduler.grace_period > max_epochs:
         errors.append(

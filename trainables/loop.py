@@ -17,6 +17,9 @@ a fold whose score has not improved for ``train.patience`` epochs stops training
 best epoch's validation metrics (as if its best checkpoint were restored); the loop is ``done`` when the
 epochs are reached or every fold has stopped.
 
+A split with one fold whose validation part is empty trains that one model without validating (the
+refit on all development images): its epochs report training figures only and ``val/score`` is NaN.
+
 ``summary()`` gives each fold's best epoch (optimistic: chosen on the fold it is scored on) and the CV
 mean +- std at the single common epoch with the best mean score, the figure to compare configs by.
 """
@@ -233,6 +236,7 @@ class CrossValLoop:
         self.images, self.masks, self.labels_src = _batch_source(images, masks, self.labels, self.device)
         check_input_shape(spec.model, int(images.shape[-2]), int(images.shape[-1]))
 
+        self._n_folds = len(folds)
         self.folds = [self._build_fold(k, tr, va) for k, (tr, va) in enumerate(folds)]
         self._split_digest = _digest([a for f in self.folds for a in (f.train_idx, f.val_idx)])
 
@@ -241,8 +245,12 @@ class CrossValLoop:
     def _build_fold(self, k: int, train_idx: np.ndarray, val_idx: np.ndarray) -> _Fold:
         train_idx = np.asarray(train_idx, dtype=np.int64)
         val_idx = np.asarray(val_idx, dtype=np.int64)
-        if len(train_idx) < 2 or len(val_idx) < 1:
-            raise ValueError(f"fold {k}: needs at least 2 training and 1 validation images")
+        if len(train_idx) < 2:
+            raise ValueError(f"fold {k}: needs at least 2 training images, got {len(train_idx)}")
+        if len(val_idx) == 0 and self._n_folds > 1:
+            raise ValueError(
+                f"fold {k}: an empty validation part is only allowed for a single train-only fold"
+            )
         counts = np.bincount(self.labels[train_idx], minlength=len(self.class_names))
         torch.manual_seed(self.cfg.seed * 1000 + k)  # each fold's init does not depend on the others
         model = build_model(self.spec.model, class_names=self.class_names)
@@ -377,8 +385,10 @@ class CrossValLoop:
                     torch.cuda.synchronize(self.device)
                 train_time += time.perf_counter() - t0
                 samples += seen
-                val = self.validate(fold)
-                if val["score"] > fold.best_score:
+                val = self.validate(fold) if len(fold.val_idx) else {}
+                if not val:  # train-only fold (refit): nothing to select on
+                    fold.best_epoch = epoch
+                elif val["score"] > fold.best_score:
                     fold.best_score, fold.best_epoch, fold.best_metrics = val["score"], epoch, dict(val)
                     self.improved.append(fold.index)
                 elif self.cfg.patience is not None and epoch - fold.best_epoch >= self.cfg.patience:
@@ -395,7 +405,9 @@ class CrossValLoop:
             mean, std = mean_std([p.get(key, math.nan) for p in per_fold])
             result[key], result[f"{key}_std"] = mean, std
         self.epoch = epoch
-        self.score_best = max(self.score_best, result["val/score"])
+        result.setdefault("val/score", math.nan)
+        if math.isfinite(result["val/score"]):
+            self.score_best = max(self.score_best, result["val/score"])
         result["val/score_best"] = self.score_best
         result["epoch"] = float(epoch)
         active = [f for f in self.folds if not f.stopped] or self.folds

@@ -62,8 +62,9 @@ def test_thesis_pipeline_loads_with_the_chain() -> None:
     assert p.stage("final").entry.inherit_from == "stage4_imbalance"
     assert p.config.refit_stage == "final"
     assert p.config.stages[0].rank_by == "macro_f1"
-    # Every benchmark encoder has a tiny stand-in (Inception-V3 alone could not run at the smoke size).
-    assert set(BENCHMARK) <= set(p.config.smoke.encoder_stand_ins)
+    # Every benchmark encoder has a tiny stand-in or is one (Inception-V3 could not run at the smoke size).
+    stand_ins = p.config.smoke.encoder_stand_ins
+    assert set(BENCHMARK) <= set(stand_ins) | set(stand_ins.values())
 
 
 def _error(tmp_path: Path, **kwargs) -> str:
@@ -96,19 +97,21 @@ def test_inherited_field_must_exist_and_not_be_searched(tmp_path: Path) -> None:
 
 
 def test_bad_entries_are_named(tmp_path: Path) -> None:
-    stages = [
-        {"name": "enc", "spec": "enc.yaml", "rank_by": "dise"},
-        {"name": "enc", "spec": "missing.yaml"},
-    ]
     message = _error(
         tmp_path,
-        pipeline={"stages": stages, "refit": {"stage": "other"},
+        pipeline={"stages": [{"name": "enc", "spec": "enc.yaml", "rank_by": "dise"}, {"name": "a b", "spec": "x"}],
                   "smoke": {"encoder_stand_ins": {"resnet50": "tu-not_a_model"}}},
     )  # fmt: skip
-    assert "stages[0].rank_by" in message and "dise" in message
+    assert "stages[0].rank_by: no direction known for metric 'dise'" in message
+    assert "stages[1].name: 'a b' is not a valid name" in message
+    assert "smoke.encoder_stand_ins: stand-in of resnet50" in message and "tu-not_a_model" in message
+
+
+def test_duplicate_stages_and_unknown_refit_stage(tmp_path: Path) -> None:
+    stages = [{"name": "enc", "spec": "enc.yaml"}, {"name": "enc", "spec": "dec.yaml"}]
+    message = _error(tmp_path, pipeline={"stages": stages, "refit": {"stage": "other"}})
     assert "stages[1].name: 'enc' is used twice" in message
-    assert "refit.stage: 'other' is not a stage" in message
-    assert "smoke.encoder_stand_ins: stand-in of resnet50" in message
+    assert "refit.stage: 'other' is not a stage (enc, enc)" in message
 
 
 def test_stage_spec_errors_name_the_stage(tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ def test_optuna_stage_keeps_fitting_points_and_caps_trials() -> None:
     }  # fmt: skip
     d, info = shrink_stage(raw, SMOKE)
     assert d["search"]["num_samples"] == 2 and info.num_samples == (20, 2)
+    assert d["search"]["scheduler"] == {"grace_period": 1}  # ASHA's default grace (2) cut to the 1 epoch
     # resnet101's stand-in is not a choice of this space; 5e-3 is outside the lr range.
     assert d["search"]["points_to_evaluate"] == [{"model.encoder": "tu-test_resnet", "train.lr": 3.0e-4}]
     assert info.points_dropped == 2

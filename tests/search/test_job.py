@@ -22,11 +22,6 @@ from tests.search.test_resume import _descendants, _kill_own
 
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
-SEARCH = (
-    "import argparse, sys; from search.commands import cmd_search; "
-    "sys.exit(cmd_search(argparse.Namespace(spec=sys.argv[1], storage=sys.argv[2], name='job', address='auto', "
-    "resume=False, overwrite=False, overrides=[], data=None)))"
-)
 
 
 def _free_port() -> int:
@@ -118,10 +113,15 @@ def test_job_submission_with_token_auth(tmp_path: Path, token_head) -> None:
             str(ROOT),
             "--",
             sys.executable,
-            "-c",
-            SEARCH,
+            "launch.py",
+            "search",
             str(spec),
+            "--address",
+            "auto",
+            "--storage",
             str(storage),
+            "--name",
+            "job",
         ],
         env=env,
         capture_output=True,

@@ -18,15 +18,7 @@ import pytest
 from tests.search.helpers import results, trial_dirs, write_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-SEARCH = (
-    "import argparse, sys; from search.commands import cmd_search; "
-    "sys.exit(cmd_search(argparse.Namespace(spec=sys.argv[1], storage=sys.argv[2], name='killed', address=None, "
-    "resume=False, overwrite=False, overrides=[], data=None)))"
-)
-RESUME = (
-    "import argparse, sys; from search.commands import cmd_resume; "
-    "sys.exit(cmd_resume(argparse.Namespace(exp_dir=sys.argv[1], address=None)))"
-)
+LAUNCH = str(ROOT / "launch.py")
 
 
 def _children() -> dict[int, list[int]]:
@@ -91,7 +83,7 @@ def test_resume_after_driver_sigkill(tmp_path: Path) -> None:
     env = {**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "1", "PYTHONPATH": str(ROOT)}
     log = (tmp_path / "driver.log").open("w")
     driver = subprocess.Popen(
-        [sys.executable, "-c", SEARCH, str(spec), str(storage)],
+        [sys.executable, LAUNCH, "search", str(spec), "--storage", str(storage), "--name", "killed"],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -99,8 +91,10 @@ def test_resume_after_driver_sigkill(tmp_path: Path) -> None:
     )
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and driver.poll() is None:
-        states = list(_statuses(exp).values())
-        if "TERMINATED" in states and (len(states) < 3 or any(s != "TERMINATED" for s in states)):
+        status = _statuses(exp)
+        running = [t for t, s in status.items() if s != "TERMINATED"]
+        midway = [t for t in running if 1 <= len(results(exp / f"train_trial_{t}")) < 5]
+        if "TERMINATED" in status.values() and midway:
             break
         time.sleep(0.5)
     assert driver.poll() is None, (
@@ -114,7 +108,7 @@ def test_resume_after_driver_sigkill(tmp_path: Path) -> None:
     time.sleep(2)
     _kill_own(leftovers)  # the local Ray the killed driver started and could not stop
     resumed = subprocess.run(
-        [sys.executable, "-c", RESUME, str(exp)],
+        [sys.executable, LAUNCH, "resume", str(exp)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -132,5 +126,6 @@ def test_resume_after_driver_sigkill(tmp_path: Path) -> None:
     continued = [
         rows for name, rows in dirs.items() if 0 < before.get(name, 0) < 5 and name[12:] not in finished
     ]
+    assert continued, "no trial was killed midway"
     for rows in continued:
         assert max(r["restored_from_epoch"] for r in rows) >= 1  # resumed from a checkpoint

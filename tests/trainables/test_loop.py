@@ -131,6 +131,28 @@ def test_each_fold_gets_its_training_counts(data: tuple) -> None:
         assert fold.model.latent_aug.target_mask.tolist() == (counts < counts.max()).tolist()
 
 
+def test_a_single_train_only_fold_trains_without_validating(data: tuple) -> None:
+    dataset, split, _ = data
+    dev = np.asarray(split.dev)
+    single = SplitIndices(test=split.test, dev=dev, folds=[(dev, dev[:0])])
+    loop = CrossValLoop(tiny_spec(epochs=2), dataset, single, device="cpu")
+    before = [p.detach().clone() for p in loop.folds[0].model.parameters()]
+    result = loop.step()
+    assert math.isfinite(result["fold0/train/loss"]) and math.isnan(result["val/score"])
+    assert not any(k.startswith("fold0/val/") for k in result)
+    after = list(loop.folds[0].model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    loop.step()
+    assert loop.done
+    with pytest.raises(ValueError, match="only allowed for a single train-only fold"):
+        CrossValLoop(
+            tiny_spec(epochs=1),
+            dataset,
+            SplitIndices(test=split.test, dev=dev, folds=[(dev, dev[:0])] * 2),
+            "cpu",
+        )
+
+
 @pytest.mark.parametrize(
     "train",
     [
