@@ -15,8 +15,21 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
+# The main job end to end on the built-in synthetic data: search -> analyze -> refit -> predict.
+DEMO := runs/quickstart
 demo: $(STAMP)
-	$(PY) launch.py demo
+	$(PY) launch.py search spaces/quickstart.yaml --overwrite
+	$(PY) launch.py analyze $(DEMO)
+	$(PY) launch.py refit $(DEMO)
+	$(PY) launch.py make-synthetic --out runs/demo-images --n-per-class 1 1 1 --seed 2026
+	$(PY) launch.py predict --model $(DEMO)/refit/model.safetensors \
+		--image "runs/demo-images/malignant/malignant (1).png" --out $(DEMO)/predict/malignant_1.png
+	@echo
+	@echo "Leaderboard:    $(DEMO)/analysis/leaderboard.md"
+	@echo "Report:         $(DEMO)/analysis/report.md (plots in $(DEMO)/analysis/plots/)"
+	@echo "Best config:    $(DEMO)/analysis/best_config.yaml"
+	@echo "Model bundle:   $(DEMO)/refit/model.safetensors (test report: $(DEMO)/refit/test_report.json)"
+	@echo "Visualization:  $(DEMO)/predict/malignant_1.png"
 
 test: $(STAMP)
 	$(PY) -m pytest -q --timeout=1500

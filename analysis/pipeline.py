@@ -25,9 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.pipeline_config import Pipeline, PipelineError, PipelineInputError, Stage, load_pipeline, stage_dict
+from analysis.pipeline_config import (
+    Pipeline,
+    PipelineError,
+    PipelineInputError,
+    Stage,
+    load_pipeline,
+    stage_dict,
+)
 from analysis.pipeline_smoke import ShrinkInfo, shrink_stage
-from analysis.pipeline_state import ANALYZE, RERUN, RESUME, RUN, SKIP, PipelineState, normalise, now, plan_stage
+from analysis.pipeline_state import (
+    RERUN,
+    RESUME,
+    RUN,
+    SKIP,
+    PipelineState,
+    normalise,
+    now,
+    plan_stage,
+)
 from trainables.schema import SpecError
 from trainables.spec import flatten, set_dotted, spec_from_dict, spec_hash
 
@@ -43,7 +59,9 @@ def _stderr(message: str) -> None:
 # ------------------------------------------------------------------------------------ stage specs
 
 
-def own_spec_dict(stage: Stage, smoke: Any = None, data_root: str | None = None) -> tuple[dict[str, Any], ShrinkInfo | None]:
+def own_spec_dict(
+    stage: Stage, smoke: Any = None, data_root: str | None = None
+) -> tuple[dict[str, Any], ShrinkInfo | None]:
     """The stage's spec before inheritance: its file, shrunk by ``smoke`` (a SmokeConfig) if given,
     with ``data.root`` = ``data_root`` if given."""
     d, info = shrink_stage(stage.raw, smoke) if smoke is not None else (stage_dict(stage), None)
@@ -132,8 +150,6 @@ def run_pipeline(
         raise PipelineInputError(f"--data {data}: not a folder")
     folder = pipeline_folder(pipeline, storage, name, smoke)
     state = PipelineState.load(folder)
-    state.data.update(pipeline=pipeline.name, thesis_file=str(pipeline.path), smoke=smoke,
-                      data_root=str(Path(data).expanduser().resolve()) if data else None)  # fmt: skip
     state.data.setdefault("created", now())
     ray_was_up = _ray_up()
     t0 = time.monotonic()
@@ -142,6 +158,9 @@ def run_pipeline(
             run_stage(pipeline, stage, state, folder, i, smoke=smoke, data=data,
                       allow_rerun=stage.name in rerun_stages, address=address, log=log)  # fmt: skip
         run_final_refit(pipeline, state, smoke, log)
+        # Recorded once every stage matched this run's settings (a refused run leaves them as they were).
+        state.data.update(pipeline=pipeline.name, thesis_file=str(pipeline.path), smoke=smoke,
+                          data_root=str(Path(data).expanduser().resolve()) if data else None)  # fmt: skip
     finally:
         state.data["last_run_s"] = round(time.monotonic() - t0, 1)
         state.save()
@@ -217,7 +236,9 @@ def run_stage(
     return record
 
 
-def search_stage(spec: Any, folder: Path, name: str, action: str, address: str | None, log: Log = _stderr) -> Any:
+def search_stage(
+    spec: Any, folder: Path, name: str, action: str, address: str | None, log: Log = _stderr
+) -> Any:
     """Run, re-run (replacing the folder) or resume the stage's search with ``search.tuner.run_search``."""
     from search.tuner import ExperimentError, run_search
 
@@ -247,7 +268,16 @@ def row_summary(row: Mapping[str, Any], params: Sequence[str]) -> dict[str, Any]
         "trial_id": str(row["trial_id"]),
         "params": {p: _native(row.get(p)) for p in params if _native(row.get(p)) is not None},
     }
-    for key in ("score", "score_std", "dice", "dice_std", "macro_f1", "macro_f1_std", "best_epoch", "epochs_run"):
+    for key in (
+        "score",
+        "score_std",
+        "dice",
+        "dice_std",
+        "macro_f1",
+        "macro_f1_std",
+        "best_epoch",
+        "epochs_run",
+    ):
         out[key] = _native(row.get(key))
     out["status"] = str(row.get("status"))
     return out
@@ -267,7 +297,9 @@ def analyse_stage(exp: Path, rank_by: str | None = None) -> dict[str, Any]:
     ok = board[board["score"].notna() & (board["status"] != "error")]
     winner = row_summary(ok.iloc[0].to_dict(), params)
     if winner["trial_id"] != str(out.chosen["trial_id"]):
-        raise PipelineError(f"stage {exp.name}: the leaderboard's best trial differs from the analysis' choice")
+        raise PipelineError(
+            f"stage {exp.name}: the leaderboard's best trial differs from the analysis' choice"
+        )
     winner["config"] = winner_config(load_spec(out.best_config))
     winner["refit_epochs"] = _native(out.chosen.get("refit_epochs"))
     runner_up = row_summary(ok.iloc[1].to_dict(), params) if len(ok) > 1 else None
@@ -275,7 +307,7 @@ def analyse_stage(exp: Path, rank_by: str | None = None) -> dict[str, Any]:
     return {
         "metric": board.attrs["metric"],
         "lower_is_better": bool(board.attrs.get("lower_is_better")),
-        "n_trials": int(len(board)),
+        "n_trials": len(board),
         "trial_status": {str(k): int(v) for k, v in board["status"].value_counts().items()},
         "winner": normalise(winner),
         "runner_up": normalise(runner_up),
@@ -288,7 +320,9 @@ def analyse_stage(exp: Path, rank_by: str | None = None) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ refit
 
 
-def run_final_refit(pipeline: Pipeline, state: PipelineState, smoke: bool, log: Log = _stderr) -> dict[str, Any]:
+def run_final_refit(
+    pipeline: Pipeline, state: PipelineState, smoke: bool, log: Log = _stderr
+) -> dict[str, Any]:
     """Refit the refit stage's winner on all development images, test it once, predict a few held-out
     images from their files with the bundle; skipped when done for the same winner."""
     from analysis.refit import REPORT_NAME, choose, run_refit
@@ -313,7 +347,9 @@ def run_final_refit(pipeline: Pipeline, state: PipelineState, smoke: bool, log: 
     t = time.monotonic()
     chosen = choose(exp, metric=record.get("rank_by"))
     if str(chosen.trial_id) != key["trial_id"]:
-        raise PipelineError(f"refit: the analysis chose trial {key['trial_id']} but refit picked {chosen.trial_id}")
+        raise PipelineError(
+            f"refit: the analysis chose trial {key['trial_id']} but refit picked {chosen.trial_id}"
+        )
     report = run_refit(chosen, out, cfg.refit.epochs, cfg.refit.device, n_boot=n_boot)
     examples = predict_examples(Path(report["outputs"]["bundle"]), chosen, out / "examples", cfg.refit.device)
     refit = {

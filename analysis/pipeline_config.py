@@ -49,7 +49,9 @@ def _check_name(name: str) -> None:
 def _check_inherit(value: Mapping[str, Any]) -> None:
     unknown = sorted(set(value) - set(INHERIT_KEYS))
     if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)}; write {{from: STAGE, fields: [model.encoder, ...]}}")
+        raise ValueError(
+            f"unknown key(s) {', '.join(unknown)}; write {{from: STAGE, fields: [model.encoder, ...]}}"
+        )
     source = value.get("from")
     if not isinstance(source, str) or not source:
         raise ValueError("'from' must name an earlier stage")
@@ -123,7 +125,9 @@ class RefitSection:
 class SmokeConfig:
     """How ``--smoke`` shrinks every stage (see analysis/pipeline_smoke.py)."""
 
-    set: dict[str, Any] = field(default_factory=dict, metadata={"help": "dotted spec key -> value, every stage"})
+    set: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "dotted spec key -> value, every stage"}
+    )
     grid_values: int = field(default=2, metadata={"min": 1, "help": "values kept per grid parameter"})
     num_samples: int = field(default=3, metadata={"min": 1, "help": "trials of an Optuna / random stage"})
     n_boot: int = field(default=200, metadata={"min": 1})

@@ -194,7 +194,9 @@ def comparison_section(pipeline: Pipeline, state: PipelineState) -> list[str]:
         shown = f"`{thesis}`" + (f" (smoke stand-in `{compare}`)" if compare != thesis else "")
         picked = config.get(key)
         same = "yes" if picked == compare else "no"
-        lines.append(f"| `{key}` | {shown} | `{picked}` | {same} | {decided_by(key, pipeline, state) or '-'} |")
+        lines.append(
+            f"| `{key}` | {shown} | `{picked}` | {same} | {decided_by(key, pipeline, state) or '-'} |"
+        )
     lines.append("")
     return lines
 

@@ -81,7 +81,9 @@ def plan_stage(
         if not exp_exists:
             return Decision(RUN, "not run yet")
         if allow_rerun:
-            return Decision(RERUN, "replacing an experiment folder the pipeline has no record of (--rerun-stage)")
+            return Decision(
+                RERUN, "replacing an experiment folder the pipeline has no record of (--rerun-stage)"
+            )
         raise PipelineInputError(
             f"stage {name}: its experiment folder exists but pipeline.json has no record of it (another run "
             f"with this name?); pass --rerun-stage {name} to replace it, or choose another --name"
@@ -100,7 +102,9 @@ def plan_stage(
         return Decision(RERUN, "an earlier stage chose differently: " + "; ".join(changes))
     status = record.get("status")
     if not exp_exists:
-        return Decision(RUN, "not run yet" if status in (None, "running") else "its experiment folder is missing")
+        return Decision(
+            RUN, "not run yet" if status in (None, "running") else "its experiment folder is missing"
+        )
     if status == "done":
         return Decision(SKIP, "done")
     if status == "searched":
@@ -128,7 +132,9 @@ class PipelineState:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
-            raise PipelineError(f"{path}: not valid JSON ({exc}); move it away to start the pipeline afresh") from None
+            raise PipelineError(
+                f"{path}: not valid JSON ({exc}); move it away to start the pipeline afresh"
+            ) from None
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise PipelineError(f"{path}: not a pipeline state file of version {VERSION}")
         return cls(folder, data)

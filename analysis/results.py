@@ -13,6 +13,8 @@ A trial's ``status`` is one of:
 - ``scheduler_stopped``: ended early without an error otherwise: the scheduler (ASHA, ...) stopped it.
   Ray marks the last result ``done`` in both cases, so the fold flags are what tells them apart;
 - ``error``: failed (``error.txt``), after any retries;
+- ``diverged``: its loss became NaN or infinite; the trainable ended it with a last result flagged
+  ``diverged`` whose metrics are NaN (``error`` holds the loop's message);
 - ``unfinished``: Ray's state says pending, running or paused (an interrupted search).
 """
 
@@ -300,8 +302,11 @@ def _trial_info(
     all_folds_stopped = bool(stop_flags) and all(float(v) == 1.0 for v in stop_flags)
     ray_status = (state or {}).get("status", "")
     full = max_epochs is not None and epochs_run >= max_epochs
+    diverged = bool(rows) and _float(rows[-1].get("diverged")) == 1.0
     if ray_status in _UNFINISHED:
         status = "unfinished"
+    elif diverged:
+        status, error = "diverged", str(rows[-1].get("diverged_error") or "non-finite loss")
     elif ray_status == "ERROR" or (not ray_status and error is not None and not full):
         status = "error"
     elif full:
@@ -317,7 +322,7 @@ def _trial_info(
         "epochs_run": epochs_run,
         "max_epochs": max_epochs,
         "scheduler_stopped": status == "scheduler_stopped",
-        "error": error if status == "error" else None,
+        "error": error if status in ("error", "diverged") else None,
         "num_failures": max(failures, int((state or {}).get("num_failures") or 0)),
         "time_total_s": time_total,
         "trial_dir": trial_dir.relative_to(exp_dir).as_posix(),

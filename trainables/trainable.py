@@ -23,6 +23,7 @@ Test-only switches (environment of the workers):
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tempfile
 import time
@@ -143,8 +144,24 @@ def train_trial(
         try:
             result = loop.step()
         except NonFiniteLossError as exc:
-            # A diverging config is a search outcome, not a failure to retry: end the trial here.
+            # A diverging config is a search outcome, not a failure to retry (it would diverge again):
+            # end the trial with a last result whose metrics are NaN, so that Optuna records a failed
+            # trial rather than the last finite score, and analysis shows it as diverged.
             warnings.warn(f"trial stopped: {exc}", RuntimeWarning, stacklevel=1)
+            last = loop.history[-1] if loop.history else {}
+            nan_metrics = {k: math.nan for k in last if k.startswith("val/") or "/val/" in k}
+            tune.report(
+                {
+                    **nan_metrics,
+                    "val/score": math.nan,
+                    "val/score_best": math.nan,
+                    "epoch": float(loop.epoch + 1),
+                    "diverged": 1.0,
+                    "diverged_error": str(exc),
+                    **extra,
+                    "reported_at": time.time(),
+                }
+            )
             return
         with tempfile.TemporaryDirectory(prefix="bus-ckpt-") as folder:
             torch.save(loop.state_dict(), Path(folder) / STATE_FILE)

@@ -67,6 +67,7 @@ class FakeTrial:
     epochs: int
     ray_status: str = "TERMINATED"  # TERMINATED | ERROR | RUNNING
     patience: bool = False  # every fold stopped early (the loop's own early stopping)
+    diverged: bool = False  # the loss became non-finite after ``epochs`` epochs (the trainable's last row)
     quality: float = 0.5  # the plateau of its score
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -129,6 +130,13 @@ def trial_rows(trial: FakeTrial, trial_id: str, folds: int, seed: int) -> list[d
             node_ip="192.0.2.2", config=trial.params, time_since_restore=total, iterations_since_restore=epoch,
         )  # fmt: skip
         rows.append(row)
+    if trial.diverged:
+        last = {k: math.nan for k in rows[-1] if k.startswith("val/") or "/val/" in k}
+        rows.append(
+            {**last, "epoch": float(trial.epochs + 1), "diverged": 1.0, "training_iteration": trial.epochs + 1,
+             "diverged_error": "fold 1, epoch 3, batch 2: loss is nan (last finite loss 0.61)",
+             "done": True, "trial_id": trial_id, "config": trial.params, "time_total_s": total + 1.0}
+        )  # fmt: skip
     return rows
 
 

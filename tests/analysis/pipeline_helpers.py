@@ -12,7 +12,12 @@ ROOT = Path(__file__).resolve().parents[2]
 THESIS = ROOT / "spaces" / "thesis.yaml"
 
 BASE: dict[str, Any] = {
-    "data": {"root": None, "image_size": 32, "folds": 2, "synthetic": {"n_per_class": [6, 10, 8], "size": 32}},
+    "data": {
+        "root": None,
+        "image_size": 32,
+        "folds": 2,
+        "synthetic": {"n_per_class": [6, 10, 8], "size": 32},
+    },
     "model": {"encoder": "tu-test_efficientnet", "encoder_weights": None},
     "train": {"epochs": 2, "batch_size": 8, "warmup_epochs": 0},
     "resources": {"cpu": 1, "gpu": 0},
@@ -37,7 +42,9 @@ def spec(name: str, changes: dict[str, Any] | None = None) -> dict[str, Any]:
     return d
 
 
-def write_pipeline(folder: Path, pipeline: dict[str, Any] | None = None, specs: dict[str, dict] | None = None) -> Path:
+def write_pipeline(
+    folder: Path, pipeline: dict[str, Any] | None = None, specs: dict[str, dict] | None = None
+) -> Path:
     """A pipeline file ``pipeline.yaml`` and its stage specs in ``folder``; ``pipeline`` replaces top-level keys."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in STAGES:

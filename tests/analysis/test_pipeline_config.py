@@ -13,7 +13,13 @@ from search.config import load_search_spec
 from tests.analysis.pipeline_helpers import ROOT, THESIS, spec, write_pipeline
 from trainables.schema import SpecError
 
-STAGE_FILES = ["stage1_encoders", "stage2_decoders", "stage3_attention", "stage4_imbalance", "final_b6_unetpp"]
+STAGE_FILES = [
+    "stage1_encoders",
+    "stage2_decoders",
+    "stage3_attention",
+    "stage4_imbalance",
+    "final_b6_unetpp",
+]
 
 
 @pytest.mark.parametrize("name", STAGE_FILES)
@@ -57,8 +63,17 @@ def test_thesis_pipeline_loads_with_the_chain() -> None:
     from model_zoo.encoders import BENCHMARK
 
     p = load_pipeline(THESIS)
-    assert p.config.stage_names == ["stage1_encoders", "stage2_decoders", "stage3_attention", "stage4_imbalance", "final"]
-    assert p.stage("stage2_decoders").entry.inherit == {"from": "stage1_encoders", "fields": ["model.encoder"]}
+    assert p.config.stage_names == [
+        "stage1_encoders",
+        "stage2_decoders",
+        "stage3_attention",
+        "stage4_imbalance",
+        "final",
+    ]
+    assert p.stage("stage2_decoders").entry.inherit == {
+        "from": "stage1_encoders",
+        "fields": ["model.encoder"],
+    }
     assert p.stage("final").entry.inherit_from == "stage4_imbalance"
     assert p.config.refit_stage == "final"
     assert p.config.stages[0].rank_by == "macro_f1"
@@ -87,7 +102,11 @@ def test_inherit_from_a_later_or_unknown_stage(tmp_path: Path) -> None:
 def test_inherited_field_must_exist_and_not_be_searched(tmp_path: Path) -> None:
     stages = [
         {"name": "enc", "spec": "enc.yaml"},
-        {"name": "dec", "spec": "dec.yaml", "inherit": {"from": "enc", "fields": ["model.encodr", "model.decoder"]}},
+        {
+            "name": "dec",
+            "spec": "dec.yaml",
+            "inherit": {"from": "enc", "fields": ["model.encodr", "model.decoder"]},
+        },
         {"name": "att", "spec": "att.yaml", "inherit": {"from": "dec", "fields": ["data.image_size"]}},
     ]
     message = _error(tmp_path, pipeline={"stages": stages})

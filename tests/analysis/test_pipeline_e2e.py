@@ -42,7 +42,9 @@ def _check_chain(folder: Path) -> dict[str, Any]:
         source = stages[record["inherited_from"]]["winner"]["config"]
         assert record["inherited"] and all(source[k] == v for k, v in record["inherited"].items())
         saved = (folder / name / "spec.yaml").read_text(encoding="utf-8")
-        assert f"encoder: {record['inherited']['model.encoder']}" in saved  # the search ran what was inherited
+        assert (
+            f"encoder: {record['inherited']['model.encoder']}" in saved
+        )  # the search ran what was inherited
     assert stages["stage1_encoders"]["metric"] == "macro_f1"
     for name in STAGES:
         w = stages[name]["winner"]
@@ -52,7 +54,11 @@ def _check_chain(folder: Path) -> dict[str, Any]:
     refit = state["refit"]
     assert refit["status"] == "done" and refit["trial_id"] == stages["final"]["winner"]["trial_id"]
     assert refit["metrics"]["dice"]["ci95"][0] is not None and Path(refit["outputs"]["bundle"]).is_file()
-    assert len(refit["examples"]) == 3 and {e["label"] for e in refit["examples"]} == {"normal", "benign", "malignant"}
+    assert len(refit["examples"]) == 3 and {e["label"] for e in refit["examples"]} == {
+        "normal",
+        "benign",
+        "malignant",
+    }
     report = (folder / "pipeline_report.md").read_text(encoding="utf-8")
     assert "Does the data pick the thesis's architecture?" in report and "95% CI" in report
     assert "`tu-test_efficientnet` for `efficientnet-b0`" in report  # stage 1's stand-ins are named
@@ -60,7 +66,9 @@ def _check_chain(folder: Path) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_smoke_pipeline_on_the_synthetic_set(tmp_path: Path, no_ray: None, capsys: pytest.CaptureFixture) -> None:
+def test_smoke_pipeline_on_the_synthetic_set(
+    tmp_path: Path, no_ray: None, capsys: pytest.CaptureFixture
+) -> None:
     start = time.monotonic()
     assert cmd_pipeline(_args(tmp_path / "runs")) == 0
     wall = time.monotonic() - start
@@ -73,7 +81,9 @@ def test_smoke_pipeline_on_the_synthetic_set(tmp_path: Path, no_ray: None, capsy
     capsys.readouterr()
     assert cmd_pipeline(_args(tmp_path / "runs")) == 0
     again = json.loads((folder / "pipeline.json").read_text(encoding="utf-8"))
-    assert {s: again["stages"][s]["finished"] for s in STAGES} == {s: state["stages"][s]["finished"] for s in STAGES}
+    assert {s: again["stages"][s]["finished"] for s in STAGES} == {
+        s: state["stages"][s]["finished"] for s in STAGES
+    }
     assert again["refit"]["finished"] == state["refit"]["finished"]
     assert "stage1_encoders: skip (done)" in capsys.readouterr().err
 

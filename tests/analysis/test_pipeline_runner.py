@@ -44,7 +44,13 @@ class Fakes:
                   if "grid" in v or "choice" in v}  # fmt: skip
         config = {k: v for k, v in flatten(spec).items() if k.split(".")[0] in ("model", "train")}
         config.update(params)
-        winner = {"trial_id": f"{exp.name}_1", "params": params, "score": 0.5, "score_std": 0.1, "config": config}
+        winner = {
+            "trial_id": f"{exp.name}_1",
+            "params": params,
+            "score": 0.5,
+            "score_std": 0.1,
+            "config": config,
+        }
         return {"metric": rank_by or "score", "lower_is_better": False, "n_trials": 2,
                 "trial_status": {"completed": 2}, "winner": winner, "runner_up": None,
                 "analysis": {"dir": "analysis", "report": "analysis/report.md",
@@ -75,7 +81,9 @@ def test_chain_skip_resume_change_and_cascade(tmp_path: Path, monkeypatch: pytes
     assert state.stage("att")["inherited"] == {"model.encoder": "tu-test_resnet", "model.decoder": "fpn"}
     assert state.stage("att")["inherited_from"] == "dec" and state.stage("enc")["rank_by"] == "macro_f1"
     report = run.report.read_text(encoding="utf-8")
-    assert "Inherited from `dec`'s winner: `model.encoder` = `tu-test_resnet`, `model.decoder` = `fpn`" in report
+    assert (
+        "Inherited from `dec`'s winner: `model.encoder` = `tu-test_resnet`, `model.decoder` = `fpn`" in report
+    )
     assert "| `model.decoder` | `fpn` | `fpn` | yes | dec |" in report
     assert "| `model.encoder` | `efficientnet-b6` | `tu-test_resnet` | no | enc |" in report
 
@@ -116,7 +124,9 @@ def test_interrupted_stage_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert fakes.calls == [("dec", "resume"), ("att", "run")]
 
 
-def test_smoke_run_has_its_own_folder_and_maps_the_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_smoke_run_has_its_own_folder_and_maps_the_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fakes = Fakes(monkeypatch)
     path = write_pipeline(tmp_path / "p")
     run = _run(path, tmp_path / "runs", smoke=True)
@@ -126,10 +136,14 @@ def test_smoke_run_has_its_own_folder_and_maps_the_reference(tmp_path: Path, mon
         "tu-test_efficientnet"]  # grid_values: 1  # fmt: skip
     report = run.report.read_text(encoding="utf-8")
     assert "**Smoke run.**" in report
-    assert "`efficientnet-b6` (smoke stand-in `tu-test_efficientnet`) | `tu-test_efficientnet` | yes" in report
+    assert (
+        "`efficientnet-b6` (smoke stand-in `tu-test_efficientnet`) | `tu-test_efficientnet` | yes" in report
+    )
 
 
-def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_cli_exit_codes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     Fakes(monkeypatch)
     path = write_pipeline(tmp_path / "p")
 
@@ -144,7 +158,10 @@ def test_cli_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
     assert cmd_pipeline(args(storage="s3://bucket/runs")) == 2
     assert "needs a local or mounted path" in capsys.readouterr().err
     assert cmd_pipeline(args(name="named")) == 0
-    assert "pipeline_report.md" in capsys.readouterr().out and (tmp_path / "runs" / "named" / "pipeline.json").is_file()
+    assert (
+        "pipeline_report.md" in capsys.readouterr().out
+        and (tmp_path / "runs" / "named" / "pipeline.json").is_file()
+    )
     (tmp_path / "runs" / "other" / "enc").mkdir(parents=True)
     assert cmd_pipeline(args(name="other")) == 2  # a folder the pipeline has no record of
     assert "no record of it" in capsys.readouterr().err
@@ -154,6 +171,10 @@ def test_inherited_values_expand_sections() -> None:
     config = {"model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.1, "model.encoder": "x",
               "train.augment.scale": (0.9, 1.1)}  # fmt: skip
     got = P.inherited_values(["model.latent_aug", "train.augment.scale"], config, "s4")
-    assert got == {"model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.1, "train.augment.scale": [0.9, 1.1]}
-    with pytest.raises(P.PipelineError, match="model.attention: not in the winner's config of stage s4"):
+    assert got == {
+        "model.latent_aug.mode": "noise",
+        "model.latent_aug.sigma": 0.1,
+        "train.augment.scale": [0.9, 1.1],
+    }
+    with pytest.raises(P.PipelineError, match=r"model\.attention: not in the winner's config of stage s4"):
         P.inherited_values(["model.attention"], config, "s4")

@@ -16,7 +16,11 @@ SMOKE = SmokeConfig(
     set={"train.epochs": 1, "data.image_size": 32},
     grid_values=2,
     num_samples=2,
-    encoder_stand_ins={"resnet50": "tu-test_resnet", "resnet101": "tu-test_resnet", "efficientnet-b6": "tu-test_efficientnet"},
+    encoder_stand_ins={
+        "resnet50": "tu-test_resnet",
+        "resnet101": "tu-test_resnet",
+        "efficientnet-b6": "tu-test_efficientnet",
+    },
 )
 
 
@@ -106,6 +110,8 @@ def test_every_thesis_stage_resolves_with_the_inheritance_the_chain_gives_it(smo
             assert spec.data.image_size == 64 and spec.train.epochs == 2 and spec.wandb.mode == "disabled"
             assert spec.resources.gpu == 0 and spec.model.encoder_weights is None
             assert spec.search.algorithm == "grid" or spec.search.num_samples == 3
-            assert not info.stand_ins or spec.model.encoder.startswith(("tu-test", "tu-mobilenetv3_small_050"))
+            assert not info.stand_ins or spec.model.encoder.startswith(
+                ("tu-test", "tu-mobilenetv3_small_050")
+            )
         else:
             assert info is None and spec.data.image_size == 256 and spec.resources.gpu == 0.25

@@ -43,7 +43,7 @@ def test_same_spec(status: str, exists: bool, action: str) -> None:
 
 def test_new_stage_runs_and_a_foreign_folder_is_refused() -> None:
     assert _plan(None, exists=False) == RUN
-    with pytest.raises(PipelineInputError, match="no record of it.*--rerun-stage s2"):
+    with pytest.raises(PipelineInputError, match=r"no record of it.*--rerun-stage s2"):
         _plan(None, exists=True)
     assert _plan(None, exists=True, rerun=True) == RERUN
 
@@ -73,7 +73,9 @@ def test_an_earlier_stage_choosing_differently_reruns_the_stage() -> None:
     assert decision.action == RERUN and 'model.encoder: "resnet18" -> "efficientnet-b6"' in decision.reason
     # Tuples and lists, as recorded in JSON and as computed, compare equal.
     record = _record("done", inherited={"train.augment.scale": [0.9, 1.1]})
-    assert plan_stage("s2", record, "h1", OWN, {"train.augment.scale": (0.9, 1.1)}, True, False).action == SKIP
+    assert (
+        plan_stage("s2", record, "h1", OWN, {"train.augment.scale": (0.9, 1.1)}, True, False).action == SKIP
+    )
 
 
 def test_spec_diff_limits_its_lines() -> None:

@@ -67,6 +67,21 @@ def test_patience_stop_and_unfinished(tmp_path: Path) -> None:
     assert list(load_results(exp).trials["status"]) == ["patience_stopped", "unfinished"]
 
 
+def test_diverged_trial_is_reported_as_such_and_ranks_after_the_others(tmp_path: Path) -> None:
+    trials = [
+        FakeTrial({"train.lr": 1e-3}, 4, quality=0.5),
+        FakeTrial({"train.lr": 9e-1}, 2, diverged=True, quality=0.9),  # good early, then NaN
+    ]
+    exp = write_fake_experiment(tmp_path, trials=trials)
+    info = load_results(exp).trials.set_index("trial_id")
+    assert list(info["status"]) == ["completed", "diverged"]
+    assert "loss is nan" in info["error"].iloc[1]
+    from analysis.leaderboard import build_leaderboard
+
+    board = build_leaderboard(load_results(exp))
+    assert list(board["status"])[-1] == "diverged"
+
+
 def test_restored_trial_keeps_latest_value_per_iteration(fake_exp: Path) -> None:
     result = fake_exp / "train_trial_abc12_00000" / "result.json"
     lines = result.read_text(encoding="utf-8").splitlines()

@@ -68,6 +68,7 @@ def test_optuna_honours_points_and_never_sets_inactive_keys(tmp_path: Path, loca
         assert ("model.latent_aug.sigma" in c) == (c["model.latent_aug.mode"] == "noise")
 
 
+@pytest.mark.slow
 def test_random_draws_conditionals_only_when_active(tmp_path: Path, local_ray: None) -> None:
     spec = _spec(tmp_path, {"algorithm": "random", "num_samples": 8})
     configs = _fit(spec, tmp_path)

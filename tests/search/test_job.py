@@ -102,32 +102,31 @@ def test_job_submission_with_token_auth(tmp_path: Path, token_head) -> None:
     print("REFUSED:", (refused.stdout + refused.stderr)[-1500:])
     assert "auth" in (refused.stdout + refused.stderr).lower()
 
-    submitted = subprocess.run(
-        [
-            RAY,
-            "job",
-            "submit",
-            "--address",
-            address,
-            "--working-dir",
-            str(ROOT),
-            "--",
-            sys.executable,
-            "launch.py",
-            "search",
-            str(spec),
-            "--address",
-            "auto",
-            "--storage",
-            str(storage),
-            "--name",
-            "job",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    command = [
+        RAY,
+        "job",
+        "submit",
+        "--address",
+        address,
+        "--working-dir",
+        str(ROOT),
+        "--",
+        sys.executable,
+        "launch.py",
+        "search",
+        str(spec),
+        "--address",
+        "auto",
+        "--storage",
+        str(storage),
+        "--name",
+        "job",
+    ]
+    for _ in range(20):  # the dashboard answers before its job agent is ready
+        submitted = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        if "No available agent to submit job" not in submitted.stderr + submitted.stdout:
+            break
+        time.sleep(3)
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-4000:]
     assert "succeeded" in output.lower()
