@@ -182,9 +182,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return BAD_INPUT
-        out_dir = Path(args.out_dir) if args.out_dir else Path(".")
+        # the mask goes to --out-dir, else beside --out, else here; never over a file we did not ask for
+        # (run inside a BUSI folder, "<stem>_mask.png" is the expert's ground truth)
+        out_dir = Path(args.out_dir or (Path(args.out).parent if args.out else "."))
         stem = Path(args.image).stem
-        mask = save_mask(pred.mask, out_dir / f"{stem}_mask.png")
+        mask_path = out_dir / f"{stem}_mask.png"
+        if not args.out_dir and mask_path.exists():
+            print(
+                f"error: {mask_path} exists; pass --out-dir to choose where the predicted mask goes",
+                file=sys.stderr,
+            )
+            return BAD_INPUT
+        mask = save_mask(pred.mask, mask_path)
         viz = save_visualization(pred, gray, Path(args.out) if args.out else out_dir / f"{stem}_viz.png")
         print(format_probs(pred))
         print(f"mask: {mask}")

@@ -47,6 +47,24 @@ def test_single_image(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureF
         assert v.size == (1100, 500) and viz.stat().st_size > 10_000
 
 
+def test_single_image_mask_goes_beside_out_and_never_over_ground_truth(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "busi").mkdir()
+    img = _image(tmp_path / "busi" / "benign (1).png", 64, 64)
+    truth = img.with_name("benign (1)_mask.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(truth)
+    before = truth.read_bytes()
+    code = launch.main(
+        ["predict", "--model", str(tiny_bundle), "--image", str(img), "--out", str(img.with_name("v.png"))]
+    )
+    assert code == 2 and "pass --out-dir" in capsys.readouterr().err
+    assert truth.read_bytes() == before  # the expert mask is untouched
+    viz = tmp_path / "out" / "v.png"
+    assert launch.main(["predict", "--model", str(tiny_bundle), "--image", str(img), "--out", str(viz)]) == 0
+    assert (tmp_path / "out" / "benign (1)_mask.png").is_file()
+
+
 def test_same_image_twice_gives_identical_output(tiny_bundle: Path, tmp_path: Path) -> None:
     predictor = Predictor(tiny_bundle, "cpu")
     gray = np.asarray(Image.open(_image(tmp_path / "a.png", 70, 64)))
