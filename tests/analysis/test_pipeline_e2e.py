@@ -72,7 +72,8 @@ def test_smoke_pipeline_on_the_synthetic_set(
     start = time.monotonic()
     assert cmd_pipeline(_args(tmp_path / "runs")) == 0
     wall = time.monotonic() - start
-    print(f"smoke pipeline on the synthetic set: {wall:.0f} s")
+    with capsys.disabled():
+        print(f"smoke pipeline on the synthetic set: {wall:.0f} s")
     assert wall < SMOKE_BUDGET_S
     folder = tmp_path / "runs" / "thesis-smoke"
     state = _check_chain(folder)
