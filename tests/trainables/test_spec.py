@@ -30,8 +30,9 @@ SPACES = sorted((REPO / "spaces").glob("*.yaml"))
 
 
 def train_specs() -> list[Path]:
-    """Shipped plain train specs; a file with a ``search:`` section belongs to search/."""
-    return [p for p in SPACES if "search" not in (yaml.safe_load(p.read_text()) or {})]
+    """Shipped plain train specs; a file with a ``search:`` section belongs to search/, one with
+    ``stages:`` is a pipeline (analysis/pipeline_config.py), each tested there."""
+    return [p for p in SPACES if not {"search", "stages"} & set(yaml.safe_load(p.read_text()) or {})]
 
 
 def spec_error(d: dict, overrides: tuple[str, ...] = ()) -> str:
