@@ -340,17 +340,16 @@ def _param_names(spec: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]
 
 def parse_where(items: Sequence[str]) -> list[tuple[str, Any]]:
     """``["model.encoder=efficientnet-b6", "train.lr=1e-3"]`` -> ``[(key, value)]`` (values as YAML)."""
+    from trainables.spec import parse_assignment
+
     out = []
     for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--where {item!r}: expected KEY=VALUE, e.g. model.encoder=efficientnet-b6")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        out.append((key, value))
+            out.append(parse_assignment(item))
+        except ValueError:
+            raise ValueError(
+                f"--where {item!r}: expected KEY=VALUE, e.g. model.encoder=efficientnet-b6"
+            ) from None
     return out
 
 

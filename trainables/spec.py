@@ -212,6 +212,18 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def parse_assignment(item: str) -> tuple[str, Any]:
+    """``"train.lr=1e-3"`` -> ``("train.lr", "1e-3" parsed as YAML)``; ``ValueError`` without ``KEY=``."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError("expected KEY=VALUE")
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return key, raw  # not YAML (e.g. an unbalanced bracket): keep the text, the schema judges it
+
+
 def apply_overrides(d: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``d`` with each ``dotted.key=value`` set; values are parsed as YAML.
 
@@ -221,14 +233,10 @@ def apply_overrides(d: Mapping[str, Any], overrides: Sequence[str]) -> dict[str,
     """
     out = copy.deepcopy(dict(d))
     for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise SpecError(f"{item!r}: expected KEY=VALUE, e.g. train.lr=1e-3")
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw  # not YAML (e.g. an unbalanced bracket): keep the text, the schema judges it
+            key, value = parse_assignment(item)
+        except ValueError as exc:
+            raise SpecError(f"{item!r}: {exc}, e.g. train.lr=1e-3") from None
         set_dotted(out, key, value)
     return out
 
