@@ -114,7 +114,9 @@ def build_leaderboard(results: ExperimentResults, metric: str = "score") -> pd.D
         board = pd.DataFrame(columns=["rank", "trial_id", "status", "score"])
     else:
         score = board["score"].astype(float)
-        board["_group"] = np.where(score.isna(), 2, np.where(board["status"].isin(["error", "diverged"]), 1, 0))
+        board["_group"] = np.where(
+            score.isna(), 2, np.where(board["status"].isin(["error", "diverged"]), 1, 0)
+        )
         board["_key"] = score if lower else -score
         board = board.sort_values(["_group", "_key", "trial_id"], kind="stable").drop(
             columns=["_group", "_key"]

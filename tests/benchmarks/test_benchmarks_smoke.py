@@ -1,0 +1,206 @@
+"""Smoke tests of benchmarks/: every module imports, the helpers compute what they say, and the cheapest
+benchmarks run end to end at tiny sizes (so the scripts do not rot). No timing is asserted."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import types
+from pathlib import Path
+
+import pytest
+
+MODULES = (
+    "common",
+    "run_all",
+    "trial_overhead",
+    "data_path",
+    "early_stopping",
+    "optuna_vs_random",
+    "packing",
+    "inference",
+    "gpu",
+)
+TINY_MODEL = '{"encoder": "tu-test_efficientnet", "encoder_weights": null, "decoder": "unet"}'
+
+
+@pytest.fixture
+def clean_env():
+    """Benchmarks set quiet defaults in os.environ; restore it afterwards."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+def no_ray():
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized(), "another test left Ray running"
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_imports_and_has_main(name: str) -> None:
+    module = importlib.import_module(f"benchmarks.{name}")
+    if name != "common":
+        assert callable(module.main)
+    if name not in ("common", "run_all", "data_path"):
+        assert name == module.NAME and module.COMPARED
+
+
+def test_run_all_lists_every_benchmark() -> None:
+    from benchmarks.run_all import BENCHMARKS
+
+    assert set(BENCHMARKS) == set(MODULES) - {"common", "run_all"}
+
+
+def test_record_writes_figures_machine_and_date(tmp_path: Path) -> None:
+    from benchmarks import common
+
+    path = common.record("demo", "a vs b", {"x": 1.5, "bad": math.nan}, "a is 2x b", out_dir=tmp_path)
+    doc = json.loads(path.read_text())
+    assert path == tmp_path / "demo.json"
+    assert doc["figures"] == {"x": 1.5, "bad": None}  # NaN is not JSON: stored as null
+    assert doc["ratio"] == "a is 2x b" and doc["compared"] == "a vs b"
+    assert {"platform", "cpu_count", "torch", "gpus", "load_average"} <= set(doc["machine"])
+    assert doc["date"][:2] == "20"
+    assert "cores" in common.machine_line(doc["machine"])
+
+
+def test_median_ratio_and_stopwatch() -> None:
+    from benchmarks import common
+
+    assert common.median([3, 1, 2]) == 2 and common.median([4, 1, 2, 3]) == 2.5
+    assert math.isnan(common.median([])) and common.median([1.0, math.nan, 3.0]) == 2.0
+    assert common.ratio(6, 3) == 2 and math.isnan(common.ratio(1, 0))
+    with common.stopwatch() as t:
+        pass
+    assert 0 <= t["s"] < 1
+
+
+def test_result_line_prefers_the_result_line() -> None:
+    from benchmarks.run_all import result_line
+
+    assert result_line("x", "a\nRESULT x: 2x\ntrailing\n") == "RESULT x: 2x"
+    assert result_line("x", "ratio: 1.5x\n\n").endswith("ratio: 1.5x")
+    assert "no output" in result_line("x", "")
+
+
+def test_curve_and_best_at_follow_arrival_order() -> None:
+    from benchmarks.optuna_vs_random import best_at, curve
+
+    collector = types.SimpleNamespace(
+        rows={
+            "a": [{"received_at": 1.0, "val/score_best": 0.2}, {"received_at": 4.0, "val/score_best": 0.5}],
+            "b": [{"received_at": 2.0, "val/score_best": 0.3}, {"received_at": 3.0, "val/score_best": 0.3}],
+        }
+    )
+    points = curve(collector)
+    assert points == [(1, 0.2), (2, 0.3), (3, 0.3), (4, 0.5)]
+    assert best_at(points, 3) == 0.3 and best_at(points, 10) == 0.5 and math.isnan(best_at(points, 0))
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    from benchmarks.optuna_vs_random import plot
+
+    path = plot({"0": {"optuna": [(1, 0.1), (2, 0.4)], "random": [(1, 0.2), (2, 0.3)]}}, tmp_path / "c.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_first_step_hook_notes_only_the_first_step() -> None:
+    import torch
+
+    from benchmarks.trial_overhead import FirstStep
+
+    clock = FirstStep()
+    assert clock.at is None
+    p = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([p], lr=0.1)
+    p.sum().backward()
+    opt.step()
+    first = clock.at
+    assert first is not None
+    opt.step()
+    assert clock.at == first
+
+
+def test_gpu_fits_per_card() -> None:
+    from benchmarks.gpu import fits
+
+    assert fits(5.0) == {"24GB": 4, "40GB": 7, "80GB": 14}
+    assert fits(math.nan) == {"24GB": 0, "40GB": 0, "80GB": 0}
+
+
+def test_gpu_skips_cleanly_without_cuda(
+    tmp_path: Path, capsys: pytest.CaptureFixture, clean_env: None
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the benchmark would run, not skip")
+    from benchmarks import gpu
+
+    assert gpu.main(["--out", str(tmp_path)]) == 0
+    assert "RESULT gpu: skipped" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
+
+
+def test_inference_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture, clean_env: None) -> None:
+    from benchmarks import inference
+
+    argv = ["--images", "1", "--reloads", "1", "--png-size", "96", "--size", "64", "--no-compile"]
+    assert inference.main([*argv, "--threads", "1", "--model", TINY_MODEL, "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "inference.json").read_text())
+    fig = doc["figures"]
+    assert len(fig["eager_latency_s"]) == 1 and len(fig["reload_latency_s"]) == 1
+    assert fig["folder_images_per_s"] > 0 and fig["loaded_once_speedup"] > 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT inference:")
+
+
+@pytest.mark.slow
+def test_gpu_code_path_on_cpu(tmp_path: Path, clean_env: None) -> None:
+    from benchmarks import gpu
+
+    assert gpu.main(["--cpu-smoke", "--fractions", "1", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "gpu_cpu_smoke.json").read_text())
+    (row,) = doc["figures"]["fractions"]
+    assert row["trials"] == 1 and row["per_trial_images_per_s"][0] > 0
+
+
+@pytest.mark.slow
+def test_trial_overhead_tiny(tmp_path: Path, no_ray: None, clean_env: None) -> None:
+    from benchmarks import trial_overhead
+
+    argv = [
+        "--epochs",
+        "2",
+        "--n-per-class",
+        "6",
+        "10",
+        "8",
+        "--size",
+        "32",
+        "--encoder",
+        "tu-test_efficientnet",
+    ]
+    assert trial_overhead.main([*argv, "--out", str(tmp_path)]) == 0
+    fig = json.loads((tmp_path / "trial_overhead.json").read_text())["figures"]
+    cold, warm = fig["trials"]
+    assert cold["pid"] == warm["pid"]  # the second trial reused the first one's actor
+    assert all(t["start_to_first_step_s"] > 0 and len(t["epochs"]) == 2 for t in (cold, warm))
+    assert fig["trial_samples_per_s"] > 0 and fig["bare_samples_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_early_stopping_tiny(tmp_path: Path, no_ray: None, clean_env: None) -> None:
+    from benchmarks import early_stopping
+
+    argv = ["--seeds", "0", "--samples", "3", "--epochs", "3", "--extra", "train.batch_size=16"]
+    assert early_stopping.main([*argv, "--out", str(tmp_path)]) == 0
+    pair = json.loads((tmp_path / "early_stopping.json").read_text())["figures"]["per_seed"]["0"]
+    assert pair["fifo"]["trial_epochs"] == 9  # FIFO runs every trial to the end
+    assert pair["asha"]["trials"] == 3 and 3 <= pair["asha"]["trial_epochs"] <= 9
