@@ -269,7 +269,9 @@ class Collector:
                 self.started.setdefault(trial.trial_id, time.time())
                 self.rows.setdefault(trial.trial_id, [])
 
-            def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+            def on_trial_result(
+                self, iteration: int, trials: list, trial: Any, result: dict, **info: Any
+            ) -> None:
                 row = {k: v for k, v in result.items() if isinstance(v, int | float | str) or v is None}
                 row["received_at"] = time.time()
                 self.rows.setdefault(trial.trial_id, []).append(row)

@@ -38,7 +38,25 @@ def overrides(args: argparse.Namespace, scheduler: str, seed: int) -> list[str]:
         f"train.seed={seed}",
         f"resources.cpu={args.cpus}",
         "checkpoint.num_to_keep=1",
+        *args.extra,
     ]
+
+
+def fidelity(collector: Any, grace: int) -> dict[str, Any]:
+    """How well a FIFO trial's score at the grace epoch predicts its final best: Spearman rank
+    correlation over trials, and the rank (1 = best) at the grace epoch of the trial that ended best."""
+    from scipy.stats import spearmanr
+
+    early, final = [], []
+    for rows in collector.rows.values():
+        if len(rows) >= grace:
+            early.append(float(rows[grace - 1]["val/score"]))
+            final.append(float(rows[-1]["val/score_best"]))
+    if len(early) < 3:
+        return {"spearman_grace_vs_final": float("nan"), "winner_rank_at_grace": None}
+    winner = max(range(len(final)), key=final.__getitem__)
+    rank = 1 + sum(e > early[winner] for e in early)
+    return {"spearman_grace_vs_final": float(spearmanr(early, final).statistic), "winner_rank_at_grace": rank}
 
 
 def run_pair(args: argparse.Namespace, seed: int, storage: Path) -> dict[str, dict[str, Any]]:
@@ -48,6 +66,8 @@ def run_pair(args: argparse.Namespace, seed: int, storage: Path) -> dict[str, di
         spec = common.search_spec(overrides(args, scheduler, seed))
         _results, collector, wall = common.run_quiet_search(spec, storage, f"{scheduler}_seed{seed}")
         out[scheduler] = {**common.search_figures(collector, wall), "load_average": common.load_average()}
+        if scheduler == "fifo":
+            out[scheduler].update(fidelity(collector, args.grace))
     return out
 
 
@@ -88,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             common.stop_ray()
 
-    print(f"\n{'seed':>4}  {'scheduler':9}  {'trial-epochs':>12}  {'wall s':>7}  {'best score':>10}  {'load':>5}")
+    print(
+        f"\n{'seed':>4}  {'scheduler':9}  {'trial-epochs':>12}  {'wall s':>7}  {'best score':>10}  {'load':>5}"
+    )
     for seed, pair in per_seed.items():
         for name in ("asha", "fifo"):
             r = pair[name]
@@ -99,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"{'':>4}  {'FIFO/ASHA':9}  {pair['epoch_ratio']:>11.2f}x  {pair['wall_ratio']:>6.2f}x  "
             f"{'gap ' + format(pair['score_gap'], '+.4f'):>10}"
+        )
+        fifo = pair["fifo"]
+        print(
+            f"{'':>4}  FIFO trials: rank correlation of the epoch-{args.grace} score with the final best "
+            f"{fifo['spearman_grace_vs_final']:+.2f}; the final winner ranked "
+            f"{fifo['winner_rank_at_grace']} of {fifo['trials']} at epoch {args.grace}"
         )
     epoch_ratios = [p["epoch_ratio"] for p in per_seed.values()]
     gaps = [p["score_gap"] for p in per_seed.values()]

@@ -141,7 +141,7 @@ def run_fraction(args: argparse.Namespace, fraction: float, device: str, threads
 
 def fits(per_trial_gib: float) -> dict[str, int]:
     """Trials of ``per_trial_gib`` that fit on each card size, 1 GiB left free."""
-    if not per_trial_gib == per_trial_gib or per_trial_gib <= 0:
+    if per_trial_gib != per_trial_gib or per_trial_gib <= 0:
         return {f"{c}GB": 0 for c in CARDS_GB}
     return {f"{c}GB": int((c * 1e9 / GIB - HEADROOM_GIB) // per_trial_gib) for c in CARDS_GB}
 
@@ -199,10 +199,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = rows[0]["per_gpu_images_per_s"]
     ratio_text = (
         "per-GPU images/s vs one trial per GPU: "
-        + ", ".join(f"fraction {r['fraction']:g}: {common.ratio(r['per_gpu_images_per_s'], base):.2f}x" for r in rows)
+        + ", ".join(
+            f"fraction {r['fraction']:g}: {common.ratio(r['per_gpu_images_per_s'], base):.2f}x" for r in rows
+        )
         + f"; {per_trial_gib:.1f} GiB per trial -> {fit['24GB']}/{fit['40GB']}/{fit['80GB']} trials on 24/40/80 GB"
     )
-    figures = {"config": vars(args), "device": device, "fractions": rows, "per_trial_gib": per_trial_gib, "fits": fit}
+    figures = {
+        "config": vars(args),
+        "device": device,
+        "fractions": rows,
+        "per_trial_gib": per_trial_gib,
+        "fits": fit,
+    }
     name = f"{NAME}_cpu_smoke" if args.cpu_smoke else NAME
     path = common.record(name, COMPARED, figures, ratio_text, machine, args.out)
     print(f"recorded: {path}")

@@ -11,6 +11,9 @@ Compared, per image (read, resize, forward, map back, threshold):
 - loaded once, ``torch.compile``: the same predictor with its network compiled (inductor); the compile
   time is printed separately (paid on the first call) with the number of images that pays it back.
 
+The three run interleaved image by image (one warm-up call first), so load from other processes on a
+shared machine hits them alike.
+
 And ``predict_folder`` (masks and overlays written) in images/s with the predictor loaded once.
 
     python -m benchmarks.inference [--images 4] [--no-compile]
@@ -22,7 +25,6 @@ import argparse
 import math
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -108,23 +110,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.size} px, {torch.get_num_threads()} threads; {args.png_size} px PNGs"
         )
 
-        # The original: everything per call.
-        reload = latencies(lambda f: Predictor(bundle).predict_file(f), files[: args.reloads])
         with common.stopwatch() as t:
             predictor = Predictor(bundle)
         load_s = t["s"]
+        eager_model = predictor.model
         predictor.predict_file(files[-1])  # warm-up
-        eager = latencies(predictor.predict_file, files[: args.images])
-
-        compiled: list[float] = []
-        compile_s = math.nan
+        compiled_model, compile_s = None, math.nan
         if not args.no_compile:
-            predictor.model = torch.compile(predictor.model)
+            compiled_model = torch.compile(eager_model)
+            predictor.model = compiled_model
             with common.stopwatch() as t:
-                predictor.predict_file(files[-1])
+                predictor.predict_file(files[-1])  # compiles
             compile_s = t["s"]
-            compiled = latencies(predictor.predict_file, files[: args.images])
-            predictor.model = predictor.model._orig_mod
+
+        # Interleaved per image, so a change in machine load hits every variant alike.
+        reload: list[float] = []
+        eager: list[float] = []
+        compiled: list[float] = []
+        for i, f in enumerate(files[: max(args.images, args.reloads)]):
+            if i < args.reloads:  # the original: bundle read, network rebuilt, then predict
+                reload += latencies(lambda f: Predictor(bundle).predict_file(f), [f])
+            if i < args.images:
+                predictor.model = eager_model
+                eager += latencies(predictor.predict_file, [f])
+                if compiled_model is not None:
+                    predictor.model = compiled_model
+                    compiled += latencies(predictor.predict_file, [f])
+        predictor.model = eager_model
 
         folder = tmp / "folder"
         folder.mkdir()
@@ -139,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nbundle load (read + rebuild): {load_s:.2f} s; model build alone {build_s:.2f} s")
     print("per-image latency, s (median):")
     print(f"  reloaded per call (original): {r_med:7.2f}   ({len(reload)} calls)")
-    print(f"  loaded once, eager:           {e_med:7.2f}   ({len(eager)} images; {common.ratio(r_med, e_med):.2f}x faster)")
+    print(
+        f"  loaded once, eager:           {e_med:7.2f}   ({len(eager)} images; {common.ratio(r_med, e_med):.2f}x faster)"
+    )
     if compiled:
         print(
             f"  loaded once, torch.compile:   {c_med:7.2f}   ({common.ratio(e_med, c_med):.2f}x vs eager; compile + "
@@ -147,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     else:
         print("  loaded once, torch.compile:   skipped (--no-compile)")
-    print(f"predict_folder (masks + overlays written): {folder_ips:.3f} images/s ({1 / folder_ips:.2f} s/image)")
+    print(
+        f"predict_folder (masks + overlays written): {folder_ips:.3f} images/s ({1 / folder_ips:.2f} s/image)"
+    )
     figures.update(
         reload_latency_s=reload,
         eager_latency_s=eager,
@@ -163,7 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio_text = (
         f"loaded once {common.ratio(r_med, e_med):.2f}x faster per image than reloaded per call "
         f"({e_med:.2f} vs {r_med:.2f} s); torch.compile "
-        + (f"{common.ratio(e_med, c_med):.2f}x vs eager ({c_med:.2f} s, compile {compile_s:.0f} s)" if compiled else "skipped")
+        + (
+            f"{common.ratio(e_med, c_med):.2f}x vs eager ({c_med:.2f} s, compile {compile_s:.0f} s)"
+            if compiled
+            else "skipped"
+        )
         + f"; folder {folder_ips:.2f} images/s"
     )
     path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)

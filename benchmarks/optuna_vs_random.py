@@ -127,8 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             o, r = best_at(per_alg["optuna"], spent), best_at(per_alg["random"], spent)
             table.append({"seed": int(seed), "trial_epochs": spent, "optuna": o, "random": r})
             print(f"{seed:>4}  {spent:>12}  {o:>8.4f}  {r:>8.4f}  {o - r:>+13.4f}")
-    finals = [(row["optuna"], row["random"]) for row in table if row["trial_epochs"] == max(
-        t["trial_epochs"] for t in table if t["seed"] == row["seed"])]
+    finals = [
+        (row["optuna"], row["random"])
+        for row in table
+        if row["trial_epochs"] == max(t["trial_epochs"] for t in table if t["seed"] == row["seed"])
+    ]
     png = plot(curves, Path(args.out or common.RESULTS_DIR) / f"{NAME}.png")
     print(f"curve: {png}")
     diffs = [o - r for o, r in finals]

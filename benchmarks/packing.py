@@ -58,6 +58,7 @@ def level_figures(collector: Any, wall_s: float) -> dict[str, Any]:
         "trials_per_hour": 3600.0 * len(collector.rows) / wall_s,
         "concurrency_reached": busy / wall_s,
         "trial_samples_per_s": common.median(sps),
+        "actors": len({r.get("pid") for rows in collector.rows.values() for r in rows}),
         "load_average": common.load_average(),
     }
 
@@ -75,16 +76,19 @@ def run_levels(args: argparse.Namespace, storage: Path, device: str) -> dict[int
 
 def report(device: str, levels: dict[int, dict[str, Any]]) -> str:
     base = levels[min(levels)]
-    print(f"\n{device}: {'concurrent':>10}  {'CPU/trial':>9}  {'GPU/trial':>9}  {'wall s':>7}  {'trials/h':>8}  "
-          f"{'reached':>7}  {'samples/s/trial':>15}  {'load':>5}")
+    print(
+        f"\n{device}: {'concurrent':>10}  {'CPU/trial':>9}  {'GPU/trial':>9}  {'wall s':>7}  {'trials/h':>8}  "
+        f"{'reached':>7}  {'actors':>6}  {'samples/s/trial':>15}  {'load':>5}"
+    )
     for level, r in levels.items():
         print(
             f"{'':{len(device) + 1}} {level:>10}  {r['cpu_per_trial']:>9.2f}  {r['gpu_per_trial']:>9.2f}  "
             f"{r['wall_s']:>7.1f}  {r['trials_per_hour']:>8.0f}  {r['concurrency_reached']:>7.2f}  "
-            f"{r['trial_samples_per_s']:>15.1f}  {r['load_average']:>5}"
+            f"{r['actors']:>6}  {r['trial_samples_per_s']:>15.1f}  {r['load_average']:>5}"
         )
     return ", ".join(
-        f"{level}: {common.ratio(r['trials_per_hour'], base['trials_per_hour']):.2f}x" for level, r in levels.items()
+        f"{level}: {common.ratio(r['trials_per_hour'], base['trials_per_hour']):.2f}x"
+        for level, r in levels.items()
     )
 
 
@@ -119,7 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             common.stop_ray()
     texts = [f"{d} {report(d, levels)}" for d, levels in results.items()]
     ratio_text = "trials/hour relative to 1 concurrent trial: " + "; ".join(texts)
-    figures = {"config": vars(args), "levels": {d: {str(k): v for k, v in r.items()} for d, r in results.items()}}
+    figures = {
+        "config": vars(args),
+        "levels": {d: {str(k): v for k, v in r.items()} for d, r in results.items()},
+    }
     path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)
     print(f"recorded: {path}")
     common.final(NAME, ratio_text)

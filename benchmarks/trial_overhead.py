@@ -19,6 +19,7 @@ Targets (issue 8): the trial reaches >= 95% of the bare loop's samples/s; start 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -132,8 +133,8 @@ def run_trials(spec: Any, dataset: Any, splits: dict, storage: Path) -> list[dic
 
     from search.space import space_from_spec
     from search.tuner import build_tuner, location
-    from trainables.trainable import SPEC_SECTIONS
     from trainables.spec import spec_to_dict
+    from trainables.trainable import SPEC_SECTIONS
 
     marks = storage / "marks"
     marks.mkdir(parents=True, exist_ok=True)
@@ -163,7 +164,7 @@ def run_trials(spec: Any, dataset: Any, splits: dict, storage: Path) -> list[dic
         mark = json.loads((marks / f"{tid}.json").read_text())
         started = collector.started[tid]
         reported = [r["reported_at"] for r in rows]
-        walls = [b - a for a, b in zip(reported, reported[1:])]
+        walls = [b - a for a, b in itertools.pairwise(reported)]
         trials.append(
             {
                 "trial_id": tid,
@@ -242,13 +243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     trial_wall = common.median([w for t in trials for w in t["epoch_wall_s"]])
     cold, warm = trials[0], trials[-1]
     print("\ntraining samples/s (loop's own measure, epochs 2.., median):")
-    print(f"  bare loop:   {bare_sps:8.1f}   (runs before/after: {[round(steady(b['epochs'], 'samples_per_s'), 1) for b in bare]})")
+    print(
+        f"  bare loop:   {bare_sps:8.1f}   (runs before/after: {[round(steady(b['epochs'], 'samples_per_s'), 1) for b in bare]})"
+    )
     print(f"  Tune trial:  {trial_sps:8.1f}   (trial / bare = {common.ratio(trial_sps, bare_sps):.1%})")
     print("epoch wall time, s (bare: step(); trial: report to report, incl. checkpoint):")
     print(f"  bare loop:   {bare_wall:8.2f}")
     print(f"  Tune trial:  {trial_wall:8.2f}   (bare / trial = {common.ratio(bare_wall, trial_wall):.1%})")
     print("start -> first optimizer step, s:")
-    print(f"  bare loop (build {common.median([b['build_s'] for b in bare]):.2f}):        {common.median([b['first_step_s'] for b in bare]):6.2f}")
+    print(
+        f"  bare loop (build {common.median([b['build_s'] for b in bare]):.2f}):        {common.median([b['first_step_s'] for b in bare]):6.2f}"
+    )
     for label, t in (("cold trial (new actor)", cold), ("warm trial (reused actor)", warm)):
         print(
             f"  {label:26s} {t['start_to_first_step_s']:6.2f}  = actor ready {t['actor_ready_s']:.2f}"
