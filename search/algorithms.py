@@ -57,7 +57,10 @@ def build_searcher(spec: SearchSpec, space: Space) -> Any:
     if s.algorithm == "grid":
         placeholder = dict.fromkeys(space.keys)
         points = [{**placeholder, **p} for p in points] + space.grid_points()
-    return BasicVariantGenerator(points_to_evaluate=points or None, random_state=s.seed)
+    # Tune's own max_concurrent_trials does not reach this generator: give it the limit itself
+    return BasicVariantGenerator(
+        points_to_evaluate=points or None, random_state=s.seed, max_concurrent=s.max_concurrent or 0
+    )
 
 
 def param_space(spec: SearchSpec, space: Space) -> dict[str, Any]:

@@ -227,9 +227,15 @@ def build_tuner(
 
 
 def _fit(tuner: Any, spec: SearchSpec, space: Space) -> Any:
+    from search import algorithms
     from search.progress import format_leaderboard, leaderboard_rows
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's new output engine ignores CLIReporter
+    # With a searcher such as Optuna, Tune keeps one pending trial only: a new actor (~6 s to import
+    # torch & co.) then loses the race to the running one and concurrent trials never start (measured in
+    # benchmarks/packing.py). Let as many trials pend as may run at once.
+    pending = spec.search.max_concurrent or min(algorithms.num_samples(spec, space), 16)
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(1, pending)))
     results = tuner.fit()
     rows = leaderboard_rows(list(results), spec, space)
     print(f"\nLeaderboard ({spec.search.metrics[0]}, {spec.search.modes[0]}):", file=sys.stderr)

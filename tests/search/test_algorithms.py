@@ -148,3 +148,9 @@ def test_samplers_are_seeded(tmp_path: Path, sampler: str) -> None:
 
     assert type(algorithms.optuna_sampler(spec)).__name__ == SAMPLERS[sampler]
     assert first_draws() == first_draws()
+
+
+def test_max_concurrent_reaches_tunes_own_generator(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, {"algorithm": "random", "num_samples": 4, "max_concurrent": 1})
+    searcher = algorithms.build_searcher(spec, space_from_spec(spec))
+    assert searcher.max_concurrent == 1
