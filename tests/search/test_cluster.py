@@ -57,7 +57,8 @@ def test_trials_spread_over_nodes_and_survive_losing_one(tmp_path: Path, cluster
     c, workers = cluster
     path = write_spec(
         tmp_path,
-        {"search": {"num_samples": 3}, "resources": {"cpu": 1, "gpu": 1}, "train": {"epochs": 4}},
+        # 8 epochs: the trial whose node is removed after its epoch 2 cannot finish before the node is gone
+        {"search": {"num_samples": 3}, "resources": {"cpu": 1, "gpu": 1}, "train": {"epochs": 8}},
     )
     remover = _callback(c)
     grid = run_search(
@@ -67,7 +68,7 @@ def test_trials_spread_over_nodes_and_survive_losing_one(tmp_path: Path, cluster
     assert len(grid) == 3 and not grid.errors, grid.errors
     rows = {d.name: results(d) for d in trial_dirs(tmp_path / "runs" / "multi")}
     assert len(rows) == 3
-    assert all(r[-1]["epoch"] == 4.0 for r in rows.values())  # every trial accounted for, to the end
+    assert all(r[-1]["epoch"] == 8.0 for r in rows.values())  # every trial accounted for, to the end
     nodes = {row["node_id"] for r in rows.values() for row in r}
     assert nodes == {w.node_id for w in workers}  # trials ran on both worker nodes
     moved = [r for r in rows.values() if {row["node_id"] for row in r} == nodes]
