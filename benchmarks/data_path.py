@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import torch
 from PIL import Image, ImageChops, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks import common
 from model_zoo import build_model
 from model_zoo.config import ModelConfig
 from model_zoo.losses import build_loss
@@ -44,6 +44,13 @@ from trainables.loop import load_batch
 from trainables.sampler import random_batches
 
 MEAN, STD = 0.5, 0.5
+
+
+NAME = "data_path"
+COMPARED = (
+    "training data path at 256 px: cached uint8 + batched tensor augmentation vs a per-item PIL "
+    "DataLoader (0 and N workers), data alone and in whole training steps"
+)
 
 
 class PilDataset(Dataset):
@@ -71,13 +78,6 @@ class PilDataset(Dataset):
         x = (torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0)[None] - MEAN) / STD
         m = torch.from_numpy((np.asarray(mask) > 127).astype(np.float32))[None]
         return x, m, rec.label
-
-
-def machine() -> str:
-    return (
-        f"{platform.platform()} | {platform.processor() or platform.machine()} | "
-        f"{os.cpu_count()} cores | torch {torch.__version__} ({torch.get_num_threads()} threads)"
-    )
 
 
 class OurPath:
@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the PIL path")
     p.add_argument("--rounds", type=int, default=3, help="interleaved epochs of the data-only comparison")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -178,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         records = scan_folder(root, cfg.classes, missing_mask="empty").records
         n = len(records)
 
-        print(f"machine: {machine()}; load average before: {os.getloadavg()[0]:.2f}")
+        info = common.banner(NAME, COMPARED)
         print(
             f"images: {n} from {'synthetic ' + str(args.png_size) + ' px PNGs' if not args.data else root}, "
             f"working size {args.size} px, batch {args.batch}"
@@ -233,6 +234,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({ours_data * 1000:.1f} ms of {step_s['ours'] * 1000:.0f} ms per batch of {args.batch})"
         )
         print(f"load average after: {os.getloadavg()[0]:.2f} (other processes skew all figures)")
+    data_ratio, step_ratio = r["ours"] / r["pil0"], step_s["pilw"] / step_s["ours"]
+    ratio_text = (
+        f"data path alone {data_ratio:.1f}x the PIL loader with 0 workers, "
+        f"{r['ours'] / r['pilw']:.1f}x with {args.workers}; whole training steps {step_ratio:.2f}x; "
+        f"data path = {ours_data / step_s['ours']:.1%} of a step"
+    )
+    figures = {
+        "config": {k: v for k, v in vars(args).items() if k != "out"},
+        "images": n,
+        "cache_build_s": cache_s,
+        "data_samples_per_s": {"ours": r["ours"], "pil_0_workers": r["pil0"], "pil_n_workers": r["pilw"]},
+        "data_samples_per_s_rounds": rates,
+        "step_samples_per_s": {
+            "ours": args.batch / step_s["ours"],
+            "pil_n_workers": args.batch / step_s["pilw"],
+        },
+        "data_share_of_step": ours_data / step_s["ours"],
+    }
+    path = common.record(NAME, COMPARED, figures, ratio_text, info, args.out)
+    print(f"recorded: {path}")
+    common.final(NAME, ratio_text)
     return 0
 
 

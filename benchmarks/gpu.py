@@ -11,7 +11,7 @@ each trial's peak memory; from the single-trial run, how many trials fit on 24, 
 
 Sized to finish in under 8 minutes on one H100.
 
-    python -m benchmarks.gpu [--fractions 1 0.5 0.25] [--epochs 2]
+    python -m benchmarks.gpu [--fractions 1 0.5 0.25] [--epochs 2] [--amp off]
     python -m benchmarks.gpu --cpu-smoke      # the same code path on the CPU with a tiny model (tests)
 """
 
@@ -59,7 +59,13 @@ def spec_dict(args: argparse.Namespace) -> dict[str, Any]:
             "synthetic": {"n_per_class": list(n), "size": args.size, "seed": 0},
         },
         "model": TINY_MODEL if args.cpu_smoke else FINAL_MODEL,
-        "train": {"epochs": args.epochs + 1, "batch_size": args.batch, "amp": "auto", "warmup_epochs": 0},
+        "train": {
+            "epochs": args.epochs + 1,
+            "batch_size": args.batch,
+            "amp": args.amp,
+            "warmup_epochs": 0,
+            "cudnn_benchmark": args.cudnn_benchmark,
+        },
     }
 
 
@@ -75,12 +81,15 @@ def trial_worker(
         from trainables.loop import CrossValLoop
         from trainables.spec import spec_from_dict
 
+        t0 = time.perf_counter()
         torch.set_num_threads(threads)
         s = spec_from_dict(spec)
         dataset = load_dataset(s.data, progress=False)
         split = split_indices(resolve_splits(s.data, dataset), dataset, validate=False)
         loop = CrossValLoop(s, dataset, split, device)
+        t_built = time.perf_counter()
         loop.step()  # warm-up: cuDNN autotuning, allocator growth, lazy imports
+        t_warm = time.perf_counter()
         barrier.wait(timeout=900)
         start = time.perf_counter()
         rows = [loop.step() for _ in range(s.train.epochs - 1)]
@@ -91,6 +100,9 @@ def trial_worker(
             "train_samples": sum(len(f.train_idx) for f in loop.folds) * len(rows),
             "wall_s": wall,
             "amp": loop.amp.name,
+            "build_s": t_built - t0,
+            "warmup_epoch_s": t_warm - t_built,
+            "epoch_s": common.median([r["time_this_epoch_s"] for r in rows]),
         }
         if loop.device.type == "cuda":
             free, total = torch.cuda.mem_get_info(loop.device)
@@ -135,6 +147,9 @@ def run_fraction(args: argparse.Namespace, fraction: float, device: str, threads
         "device_used_gib": max(r.get("device_used_gib", math.nan) for r in results),
         "device_total_gib": results[0].get("device_total_gib", math.nan),
         "amp": results[0]["amp"],
+        "build_s": max(r["build_s"] for r in results),
+        "warmup_epoch_s": max(r["warmup_epoch_s"] for r in results),
+        "epoch_s": max(r["epoch_s"] for r in results),
         "load_average": common.load_average(),
     }
 
@@ -152,8 +167,12 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per trial (after one warm-up)")
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--n-per-class", type=int, nargs=3, default=[16, 24, 16])
+    p.add_argument("--folds", type=int, default=2)
+    p.add_argument("--n-per-class", type=int, nargs=3, default=[32, 48, 32])
+    p.add_argument(
+        "--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True, help="train.cudnn_benchmark"
+    )
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "off"], help="train.amp")
     p.add_argument("--timeout", type=float, default=420, help="seconds to wait for one fraction's trials")
     p.add_argument("--cpu-smoke", action="store_true", help="run the code path on the CPU, tiny model")
     p.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
@@ -190,10 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"fraction {fraction:g} ({row['trials']} trial(s), {threads} threads each, AMP {row['amp']}): "
             f"{', '.join(f'{v:.1f}' for v in row['per_trial_images_per_s'])} images/s per trial; "
             f"per GPU {row['per_gpu_images_per_s']:.1f} (sum), {row['per_gpu_images_per_s_wall']:.1f} (wall); "
-            f"peak reserved {', '.join(f'{v:.2f}' for v in row['peak_reserved_gib'])} GiB"
+            f"peak reserved {', '.join(f'{v:.2f}' for v in row['peak_reserved_gib'])} GiB; "
+            f"slowest trial: data + model {row['build_s']:.1f} s, warm-up epoch {row['warmup_epoch_s']:.1f} s, "
+            f"timed epoch {row['epoch_s']:.1f} s",
+            flush=True,
         )
     single = next((r for r in rows if r["trials"] == 1), rows[0])
-    per_trial_gib = single["device_used_gib"]
+    # device memory one trial holds: its share of what the GPU had in use, or its allocator's peak if larger
+    per_trial_gib = max(single["device_used_gib"] / single["trials"], max(single["peak_reserved_gib"]))
     fit = fits(per_trial_gib)
     print(f"one trial uses {per_trial_gib:.2f} GiB of device memory -> trials per card: {fit}")
     base = rows[0]["per_gpu_images_per_s"]
@@ -211,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "per_trial_gib": per_trial_gib,
         "fits": fit,
     }
-    name = f"{NAME}_cpu_smoke" if args.cpu_smoke else NAME
+    name = NAME if args.amp == "auto" else f"{NAME}_amp_{args.amp}"
+    name += "" if args.cudnn_benchmark else "_no_cudnn_benchmark"
+    name = f"{NAME}_cpu_smoke" if args.cpu_smoke else name
     path = common.record(name, COMPARED, figures, ratio_text, machine, args.out)
     print(f"recorded: {path}")
     common.final(NAME, ratio_text)

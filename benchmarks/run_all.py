@@ -79,7 +79,7 @@ def result_line(name: str, output: str) -> str:
 def run_one(name: str, args: list[str], out: str | None) -> tuple[int, float, str]:
     """Run one benchmark, echoing its output; its exit status, wall seconds and result line."""
     cmd = [sys.executable, "-m", f"benchmarks.{name}", *args]
-    if out and name != "data_path":
+    if out:
         cmd += ["--out", out]
     print(f"\n$ {' '.join(cmd)}", flush=True)
     start = time.perf_counter()

@@ -49,6 +49,12 @@ class TrainConfig:
     )
     seed: int = 0
     deterministic: bool = False
+    cudnn_benchmark: bool = field(
+        default=True,
+        metadata={
+            "help": "CUDA: autotune conv kernels (faster epochs, slower first epoch); off with deterministic"
+        },
+    )
     tau: float = field(default=2.0, metadata={"gt": 0.0, "help": "NSD tolerance in pixels"})
     min_area: int = field(
         default=10, metadata={"min": 0, "help": "px; a smaller predicted lesion counts as none"}

@@ -96,10 +96,11 @@ def make_scaler(device: torch.device, amp: AmpSettings) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=amp.use_scaler)
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
+def seed_everything(seed: int, deterministic: bool = False, cudnn_benchmark: bool = True) -> None:
     """Seed Python, NumPy's legacy global and torch; ``deterministic`` also asks for deterministic kernels.
 
-    Deterministic mode costs speed on CUDA; the resume test uses it on the CPU.
+    Deterministic mode costs speed on CUDA; the resume test uses it on the CPU. ``cudnn_benchmark``
+    autotunes each new convolution shape on CUDA: faster steady epochs for a slower first one.
     """
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -110,7 +111,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
     elif torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = cudnn_benchmark
 
 
 def describe_device(device: torch.device) -> str:

@@ -215,7 +215,7 @@ class CrossValLoop:
         folds = list(split.folds)
         if not folds:
             raise ValueError("the split has no folds")
-        seed_everything(self.cfg.seed, self.cfg.deterministic)
+        seed_everything(self.cfg.seed, self.cfg.deterministic, self.cfg.cudnn_benchmark)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         self.score_best = -math.inf
@@ -470,6 +470,7 @@ class CrossValLoop:
             "numpy_global": _np_global_state(),
             "python": random.getstate(),
             "augment": self.aug_gen.get_state(),
+            "augment_device": self.aug_gen.device.type,
         }
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -527,7 +528,17 @@ class CrossValLoop:
         self.np_rng.bit_generator.state = rng["numpy"]
         np.random.set_state(_np_global_restore(rng["numpy_global"]))
         random.setstate(_tuples(rng["python"]))
-        self.aug_gen.set_state(rng["augment"])
+        saved_on = rng.get("augment_device", self.aug_gen.device.type)
+        if saved_on == self.aug_gen.device.type:
+            self.aug_gen.set_state(rng["augment"])
+        else:  # CPU and CUDA generators have different state formats: continue on a new, seeded stream
+            self.aug_gen.manual_seed(self.cfg.seed + 1 + 7919 * self.epoch)
+            warnings.warn(
+                f"resuming a state saved on {saved_on} on {self.aug_gen.device.type}: the augmentation "
+                "random stream restarts from a seed, so later epochs will not repeat the original run exactly",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
 
 def _np_global_state() -> dict[str, Any]:

@@ -179,6 +179,27 @@ def test_gpu_alias_fails_clearly_without_cuda(
     assert "--gpu" in err and "CUDA is not available" in err
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_prediction_matches_the_cpu(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gray = np.asarray(Image.open(_image(tmp_path / "a.png", 90, 70)))
+    cpu, gpu = (
+        Predictor(tiny_bundle, "cpu").predict_gray(gray),
+        Predictor(tiny_bundle, "cuda").predict_gray(gray),
+    )
+    assert next(Predictor(tiny_bundle, "cuda").model.parameters()).device.type == "cuda"
+    assert np.allclose(cpu.probs, gpu.probs, atol=1e-4)
+    assert np.abs(cpu.prob_map - gpu.prob_map).max() < 1e-3
+    img = _image(tmp_path / "x.png", 64, 64)
+    out = tmp_path / "x_overlay.png"
+    assert (
+        launch.main(["predict", "--model", str(tiny_bundle), "--image", str(img), "--gpu", "--out", str(out)])
+        == 0
+    )
+    assert out.exists()
+
+
 def test_folder_needs_out_dir_and_lists_images(tmp_path: Path, tiny_bundle: Path) -> None:
     assert launch.main(["predict", "--model", str(tiny_bundle), "--input-dir", str(tmp_path)]) == 2
     _image(tmp_path / "x (1).PNG", 32, 32)

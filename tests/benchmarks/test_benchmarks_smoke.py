@@ -48,7 +48,7 @@ def test_module_imports_and_has_main(name: str) -> None:
     module = importlib.import_module(f"benchmarks.{name}")
     if name != "common":
         assert callable(module.main)
-    if name not in ("common", "run_all", "data_path"):
+    if name not in ("common", "run_all"):
         assert name == module.NAME and module.COMPARED
 
 
@@ -159,6 +159,31 @@ def test_inference_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture, cle
     assert len(fig["eager_latency_s"]) == 1 and len(fig["reload_latency_s"]) == 1
     assert fig["folder_images_per_s"] > 0 and fig["loaded_once_speedup"] > 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT inference:")
+
+
+def test_data_path_records_its_ratios(tmp_path: Path, capsys: pytest.CaptureFixture, clean_env: None) -> None:
+    from benchmarks import data_path
+
+    argv = [
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--n-per-class",
+        "3",
+        "3",
+        "3",
+        "--png-size",
+        "96",
+        "--size",
+        "64",
+    ]
+    argv += ["--encoder", "tu-test_efficientnet", "--workers", "0", "--threads", "1", "--out", str(tmp_path)]
+    assert data_path.main(argv) == 0
+    fig = json.loads((tmp_path / "data_path.json").read_text())["figures"]
+    assert fig["images"] == 9 and set(fig["data_samples_per_s"]) == {"ours", "pil_0_workers", "pil_n_workers"}
+    assert all(v > 0 for v in fig["data_samples_per_s"].values()) and 0 < fig["data_share_of_step"] < 1
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT data_path: data path alone")
 
 
 @pytest.mark.slow

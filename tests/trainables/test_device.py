@@ -59,3 +59,24 @@ def test_autocast_and_scaler_on_cpu() -> None:
         assert lin(torch.ones(2, 4)).dtype == torch.float32
     scaler = make_scaler(CPU, amp_settings(CPU, "auto"))
     assert not scaler.is_enabled()
+
+
+@pytest.mark.parametrize("benchmark", [True, False])
+def test_cudnn_benchmark_follows_the_setting(monkeypatch: pytest.MonkeyPatch, benchmark: bool) -> None:
+    from trainables.device import seed_everything
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", not benchmark)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # restored afterwards
+    seed_everything(0, deterministic=False, cudnn_benchmark=benchmark)
+    assert torch.backends.cudnn.benchmark is benchmark
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
+    try:
+        seed_everything(0, deterministic=True, cudnn_benchmark=True)
+        assert torch.backends.cudnn.benchmark is False  # deterministic wins
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
