@@ -5,12 +5,17 @@ Segmentation (binary lesion mask, per image then averaged over the batch):
 - ``dice_bce``: soft Dice + BCE; ``dice_focal``: soft Dice + focal (Lin et al., ICCV 2017,
   arXiv:1708.02002); ``tversky``: Tversky (Salehi et al., MLMI 2017, arXiv:1706.05721; ``alpha``
   weighs false positives, ``beta`` false negatives); ``focal``: focal only.
-- Dice and Tversky are MONAI's, per image (``batch=False``, smoothing 1), averaged over the images
-  that hold a lesion only, exactly as the Dice metric is defined. On a normal image (empty mask) a
-  soft-overlap term cannot tell a clean prediction from a faint one (``P / (P + 1)`` for the soft
-  predicted area ``P`` stays near 1 until every logit is extreme), so there the pixel-wise term
-  (BCE or focal, over every image) is what penalises false positives; ``tversky`` therefore carries a
-  BCE term too. A batch without lesion images has a region term of 0.
+- Dice and Tversky are MONAI's (``DiceLoss`` / ``TverskyLoss`` with ``sigmoid=True``, ``batch=False``,
+  ``smooth_nr = smooth_dr = 1``, mean reduction), per image, averaged over the images that hold a lesion
+  only, exactly as the Dice metric is defined. On a normal image (empty mask) a soft-overlap term cannot
+  tell a clean prediction from a faint one (``P / (P + 1)`` for the soft predicted area ``P`` stays near
+  1 until every logit is extreme), so there the pixel-wise term (BCE or focal, over every image) is what
+  penalises false positives; ``tversky`` therefore carries a BCE term too. A batch without lesion images
+  has a region term of 0.
+- :class:`SoftDiceLoss` and :class:`SoftTverskyLoss` are a dependency-free re-implementation of those
+  two MONAI classes (same operations in the same order), checked against MONAI in
+  ``tests/model_zoo/test_losses.py``. Importing MONAI costs ~1.7 s, which would delay every new trial
+  actor's first optimizer step; building or using a loss never imports it.
 
 Classification (``ce``, ``weighted_ce``, ``focal``; label smoothing applies to all three):
 
@@ -74,10 +79,67 @@ class LesionImagesOnly(nn.Module):
         return self.region(logits[has_lesion], target[has_lesion])
 
 
-def _dice() -> nn.Module:
-    from monai.losses import DiceLoss  # lazy: MONAI costs seconds to import, and only training needs it
+class SoftDiceLoss(nn.Module):
+    """MONAI's ``DiceLoss(sigmoid=True, batch=False, smooth_nr, smooth_dr)`` (mean reduction) in plain torch.
 
-    return LesionImagesOnly(DiceLoss(sigmoid=True, batch=False, smooth_nr=1.0, smooth_dr=1.0))
+    Per image and channel, with ``p = sigmoid(logits)`` and target ``g``, summed over the spatial axes:
+    ``1 - (2 sum(p g) + smooth_nr) / (sum(p) + sum(g) + smooth_dr)``, then the mean over images and channels.
+    """
+
+    def __init__(self, smooth_nr: float = 1.0, smooth_dr: float = 1.0) -> None:
+        super().__init__()
+        self.smooth_nr = float(smooth_nr)
+        self.smooth_dr = float(smooth_dr)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.shape != logits.shape:
+            raise ValueError(
+                f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
+            )
+        p = torch.sigmoid(logits)
+        axes = list(range(2, p.dim()))
+        # MONAI's compute_tp_fp_fn (ord 1, hard labels, decoupled) and the Dice halving of fp / fn
+        tp = torch.sum(p * target, dim=axes)
+        fp = (torch.sum(p, dim=axes) - tp) * 0.5
+        fn = (torch.sum(target, dim=axes) - tp) * 0.5
+        numerator = 2 * tp + self.smooth_nr
+        denominator = 2 * (tp + fp + fn) + self.smooth_dr
+        return torch.mean(1 - numerator / denominator)
+
+
+class SoftTverskyLoss(nn.Module):
+    """MONAI's ``TverskyLoss(sigmoid=True, batch=False, alpha, beta, smooth_nr, smooth_dr)`` in plain torch.
+
+    Per image and channel, with ``p = sigmoid(logits)``: ``TP = sum(p g)``, ``FP = sum(p (1 - g))``,
+    ``FN = sum((1 - p) g)``, loss ``1 - (TP + smooth_nr) / (TP + alpha FP + beta FN + smooth_dr)``, then
+    the mean over images and channels.
+    """
+
+    def __init__(self, alpha: float, beta: float, smooth_nr: float = 1.0, smooth_dr: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.smooth_nr = float(smooth_nr)
+        self.smooth_dr = float(smooth_dr)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.shape != logits.shape:
+            raise ValueError(
+                f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
+            )
+        p = torch.sigmoid(logits)
+        axes = list(range(2, p.dim()))
+        # MONAI's compute_tp_fp_fn (ord 1, hard labels, not decoupled)
+        tp = torch.sum(p * target, dim=axes)
+        fp = torch.sum(p * (1 - target), dim=axes) * self.alpha
+        fn = torch.sum((1 - p) * target, dim=axes) * self.beta
+        numerator = tp + self.smooth_nr
+        denominator = tp + fp + fn + self.smooth_dr
+        return torch.mean(1.0 - numerator / denominator)
+
+
+def _dice() -> nn.Module:
+    return LesionImagesOnly(SoftDiceLoss(smooth_nr=1.0, smooth_dr=1.0))
 
 
 def _focal(cfg: LossConfig) -> nn.Module:
@@ -99,16 +161,7 @@ def dice_focal(cfg: LossConfig) -> nn.Module:
 @SEG_LOSSES.register("tversky")
 def tversky(cfg: LossConfig) -> nn.Module:
     """Tversky (per lesion image; alpha on false positives, beta on false negatives) + BCE."""
-    from monai.losses import TverskyLoss
-
-    region = TverskyLoss(
-        sigmoid=True,
-        batch=False,
-        alpha=cfg.tversky_alpha,
-        beta=cfg.tversky_beta,
-        smooth_nr=1.0,
-        smooth_dr=1.0,
-    )
+    region = SoftTverskyLoss(alpha=cfg.tversky_alpha, beta=cfg.tversky_beta, smooth_nr=1.0, smooth_dr=1.0)
     return _SumLoss(tversky=LesionImagesOnly(region), bce=SoftBCEWithLogitsLoss())
 
 

@@ -1,15 +1,29 @@
-"""Joint loss: hand-checked values, weights, aug samples, empty masks, registry errors."""
+"""Joint loss: hand-checked values, weights, aug samples, empty masks, registry errors; the plain-torch
+Dice / Tversky against MONAI's classes; building and using a loss never imports MONAI."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from model_zoo.config import LossConfig
-from model_zoo.losses import CLS_LOSSES, SEG_LOSSES, build_loss, class_weights_from_counts
+from model_zoo.losses import (
+    CLS_LOSSES,
+    SEG_LOSSES,
+    LesionImagesOnly,
+    SoftDiceLoss,
+    SoftTverskyLoss,
+    build_loss,
+    class_weights_from_counts,
+)
 from model_zoo.registry import UnknownComponentError
 
 
@@ -188,3 +202,154 @@ def test_unknown_names_list_valid_ones() -> None:
         build_loss(LossConfig(seg="dice"))  # type: ignore[arg-type]
     with pytest.raises(UnknownComponentError, match="ce, focal, weighted_ce"):
         build_loss(LossConfig(cls="bce"))  # type: ignore[arg-type]
+
+
+# ---------- the plain-torch Dice / Tversky against MONAI's classes ----------
+
+ROOT = Path(__file__).resolve().parents[2]
+TVERSKY_WEIGHTS = [(0.3, 0.7), (0.5, 0.5), (0.7, 0.3), (0.0, 1.0), (1.0, 0.0), (0.1, 0.9)]
+
+
+def random_case(
+    seed: int, b: int = 4, c: int = 1, size: int = 24, empty: tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random logits (a different scale per image) and hard masks (a blob plus speckle noise per image);
+    the images listed in ``empty`` get an empty mask."""
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([0.5, 2.0, 6.0, 12.0])[torch.arange(b) % 4].view(b, 1, 1, 1)
+    logits = torch.randn(b, c, size, size, generator=g) * scale
+    masks = (torch.rand(b, c, size, size, generator=g) > 0.85).float()
+    for i in range(b):
+        y, x = torch.randint(0, size // 2, (2,), generator=g).tolist()
+        masks[i, :, y : y + size // 3, x : x + size // 4] = 1
+    for i in empty:
+        masks[i] = 0
+    return logits, masks
+
+
+def monai_dice() -> torch.nn.Module:
+    monai_losses = pytest.importorskip("monai.losses")
+    return monai_losses.DiceLoss(sigmoid=True, batch=False, smooth_nr=1.0, smooth_dr=1.0)
+
+
+def monai_tversky(alpha: float, beta: float) -> torch.nn.Module:
+    monai_losses = pytest.importorskip("monai.losses")
+    return monai_losses.TverskyLoss(
+        sigmoid=True, batch=False, alpha=alpha, beta=beta, smooth_nr=1.0, smooth_dr=1.0
+    )
+
+
+def assert_same_value_and_grad(
+    ours: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    theirs: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    logits: torch.Tensor,
+    masks: torch.Tensor,
+) -> None:
+    """Equal scalar values and equal gradients w.r.t. the logits, both within 1e-6."""
+    a = logits.clone().requires_grad_(True)
+    b = logits.clone().requires_grad_(True)
+    va, vb = ours(a, masks), theirs(b, masks)
+    assert va.shape == vb.shape == ()
+    torch.testing.assert_close(va, vb, rtol=0, atol=1e-6)
+    va.backward()
+    vb.backward()
+    assert b.grad is not None and b.grad.abs().sum() > 0  # the gradient comparison is not vacuous
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("channels", [1, 2])
+def test_soft_dice_equals_monai_dice(seed: int, channels: int) -> None:
+    logits, masks = random_case(seed, c=channels)
+    assert_same_value_and_grad(SoftDiceLoss(1.0, 1.0), monai_dice(), logits, masks)
+
+
+@pytest.mark.parametrize("alpha,beta", TVERSKY_WEIGHTS)
+@pytest.mark.parametrize("seed", range(3))
+def test_soft_tversky_equals_monai_tversky(alpha: float, beta: float, seed: int) -> None:
+    logits, masks = random_case(seed)
+    ours, theirs = SoftTverskyLoss(alpha, beta, 1.0, 1.0), monai_tversky(alpha, beta)
+    assert_same_value_and_grad(ours, theirs, logits, masks)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_region_losses_equal_monai_on_empty_masks(seed: int) -> None:
+    """Called directly (no lesion filter), an all-empty batch still gives MONAI's value and gradient."""
+    logits, masks = random_case(seed, empty=(0, 1, 2, 3))
+    assert masks.sum() == 0
+    assert_same_value_and_grad(SoftDiceLoss(1.0, 1.0), monai_dice(), logits, masks)
+    for alpha, beta in TVERSKY_WEIGHTS[:3]:
+        ours, theirs = SoftTverskyLoss(alpha, beta, 1.0, 1.0), monai_tversky(alpha, beta)
+        assert_same_value_and_grad(ours, theirs, logits, masks)
+
+
+@pytest.mark.parametrize("empty", [(0,), (1, 3), (0, 1, 2), (0, 1, 2, 3)])
+def test_lesion_filter_over_mixed_batches_equals_monai(empty: tuple[int, ...]) -> None:
+    logits, masks = random_case(7, empty=empty)
+    pairs = [(SoftDiceLoss(1.0, 1.0), monai_dice())] + [
+        (SoftTverskyLoss(a, b, 1.0, 1.0), monai_tversky(a, b)) for a, b in TVERSKY_WEIGHTS[:3]
+    ]
+    for ours, theirs in pairs:
+        if len(empty) == len(masks):  # no lesion image: 0 with a zero gradient on both sides
+            for region in (ours, theirs):
+                x = logits.clone().requires_grad_(True)
+                value = LesionImagesOnly(region)(x, masks)
+                value.backward()
+                assert float(value.detach()) == 0.0 and x.grad is not None and x.grad.abs().sum() == 0
+        else:
+            assert_same_value_and_grad(LesionImagesOnly(ours), LesionImagesOnly(theirs), logits, masks)
+
+
+@pytest.mark.parametrize(
+    "name,alpha,beta",
+    [("dice_bce", 0.3, 0.7), ("dice_focal", 0.3, 0.7)] + [("tversky", a, b) for a, b in TVERSKY_WEIGHTS[:3]],
+)
+def test_built_seg_losses_equal_the_monai_composition(name: str, alpha: float, beta: float) -> None:
+    """``build_loss`` wires the same terms, smoothing and alpha/beta as the former MONAI-based version."""
+    from segmentation_models_pytorch.losses import FocalLoss, SoftBCEWithLogitsLoss
+
+    cfg = LossConfig(
+        seg=name, cls="ce", seg_weight=1.0, cls_weight=0.0, tversky_alpha=alpha, tversky_beta=beta
+    )
+    region = LesionImagesOnly(monai_tversky(alpha, beta) if name == "tversky" else monai_dice())
+    pixel = (
+        FocalLoss(mode="binary", gamma=cfg.focal_gamma) if name == "dice_focal" else SoftBCEWithLogitsLoss()
+    )
+    loss = build_loss(cfg)
+
+    def ours(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return loss((x, torch.zeros(len(x), 3)), m, torch.zeros(len(x), dtype=torch.long))[0]
+
+    def reference(x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        return region(x, m) + pixel(x, m)
+
+    logits, masks = random_case(3, empty=(1,))
+    assert_same_value_and_grad(ours, reference, logits, masks)
+
+
+def test_building_and_using_every_loss_does_not_import_monai() -> None:
+    """In a fresh interpreter (other tests import MONAI): build every loss, forward and backward."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import torch
+        from model_zoo.config import LossConfig
+        from model_zoo.losses import CLS_LOSSES, SEG_LOSSES, build_loss
+
+        masks = torch.zeros(3, 1, 8, 8)
+        masks[0, :, 2:5, 2:6] = 1
+        for seg in SEG_LOSSES.names():
+            for cls in CLS_LOSSES.names():
+                loss = build_loss(LossConfig(seg=seg, cls=cls), [1.0, 2.0, 3.0])
+                logits = torch.randn(3, 1, 8, 8, requires_grad=True)
+                out = (logits, torch.randn(3, 3, requires_grad=True))
+                total, _ = loss(out, masks, torch.tensor([0, 1, 2]))
+                total.backward()
+                assert logits.grad is not None and bool(torch.isfinite(logits.grad).all())
+        loaded = sorted(m for m in sys.modules if m == "monai" or m.startswith("monai."))
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
