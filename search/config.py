@@ -8,6 +8,7 @@ multi-objective settings), so :func:`load_search_spec` rejects a bad spec before
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -136,9 +137,21 @@ class FailureConfig:
 
 @dataclass
 class CheckpointConfig:
-    """Per-trial checkpoints (one per epoch; older ones are deleted)."""
+    """Per-trial checkpoints of the loop state (K fold models + optimizers); older ones are deleted.
+
+    A trial saves every ``every_epochs`` epochs, at its last epoch and at each epoch where the scheduler
+    may stop or pause it (:func:`scheduler_milestones`), so a stopped, paused or finished trial always
+    has its latest state; a failed trial's retry re-trains at most ``every_epochs - 1`` epochs.
+    """
 
     num_to_keep: int | None = field(default=2, metadata={"min": 1, "help": "null keeps all"})
+    every_epochs: int = field(
+        default=1,
+        metadata={
+            "min": 1,
+            "help": "save every N epochs (plus the last epoch and ASHA/HyperBand rungs); 1 = every epoch",
+        },
+    )
 
 
 @dataclass
@@ -225,6 +238,38 @@ def max_epochs_of(spec: SearchSpec, space: Any = None) -> int:
     if space is not None and "train.epochs" in space.keys:
         return max(int(v) for v in space["train.epochs"].candidates())
     return spec.train.epochs
+
+
+def scheduler_milestones(spec: SearchSpec, space: Any = None) -> tuple[int, ...]:
+    """Epochs (``training_iteration``) at which ``search.scheduler`` may stop or pause a trial.
+
+    Mirrors Ray's schedulers as built by :func:`search.algorithms.build_scheduler` (``max_t`` =
+    :func:`max_epochs_of`); a superset is harmless (one more checkpoint), a missing rung is not:
+
+    - asha: rung ``grace_period * reduction_factor**k``, decided at the first epoch that reaches it;
+    - hyperband: every bracket's ``r0 = int(max_t * eta**-s)``, then ``r = int(min(r * eta, max_t))``
+      (its trials pause there and resume from the checkpoint);
+    - median (it may stop a trial at any epoch after the grace period) and fifo: none.
+    """
+    cfg = spec.search.scheduler
+    max_t = max_epochs_of(spec, space)
+    rf = cfg.reduction_factor
+    rungs: set[int] = set()
+    if cfg.type == "asha":
+        k = 0
+        while (epoch := math.ceil(cfg.grace_period * rf**k)) <= max_t:
+            rungs.add(epoch)
+            k += 1
+    elif cfg.type == "hyperband":
+        for s in range(round(math.log(max_t) / math.log(rf)) + 1):
+            r = int(max_t * rf ** (-s))
+            if r == 0:
+                continue
+            rungs.add(r)
+            for _ in range(s):
+                r = int(min(r * rf, max_t))
+                rungs.add(r)
+    return tuple(sorted(rungs))
 
 
 def load_search_spec(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:

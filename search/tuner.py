@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from search.config import SearchSpec, load_search_spec
+from search.config import SearchSpec, load_search_spec, scheduler_milestones
 from search.space import Space, space_from_spec
 from trainables.spec import dump_spec, spec_to_dict
 
@@ -167,16 +167,31 @@ def local_runtime_env(env: dict[str, str] | None = None) -> dict[str, Any]:
 
 
 def make_trainable(spec: SearchSpec, space: Space, dataset: Any, splits: dict) -> Any:
-    """``with_resources(with_parameters(train_trial, data in the object store once), {cpu, gpu})``."""
+    """``with_resources(with_parameters(train_trial, data in the object store once, checkpoint
+    parameters), {cpu, gpu})``."""
     from ray import tune
 
     from trainables.trainable import SPEC_SECTIONS, train_trial
 
     base = {k: v for k, v in spec_to_dict(spec).items() if k in SPEC_SECTIONS}
     fn = tune.with_parameters(
-        train_trial, base_spec=base, resolve=space.resolve, dataset=dataset, splits=splits
+        train_trial,
+        base_spec=base,
+        resolve=space.resolve,
+        dataset=dataset,
+        splits=splits,
+        **checkpoint_parameters(spec, space),
     )
     return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+
+
+def checkpoint_parameters(spec: SearchSpec, space: Space | None = None) -> dict[str, Any]:
+    """``train_trial``'s checkpoint keywords: ``checkpoint.every_epochs`` and the epochs at which the
+    scheduler may stop or pause a trial (:func:`search.config.scheduler_milestones`)."""
+    return {
+        "checkpoint_every": spec.checkpoint.every_epochs,
+        "milestones": scheduler_milestones(spec, space),
+    }
 
 
 def trial_dirname(trial: Any) -> str:

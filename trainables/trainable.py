@@ -7,7 +7,9 @@ The only module of ``trainables`` that imports Ray. Per trial:
 2. torch threads = the trial's CPUs; a GPU (or a fraction of one) -> CUDA, with AMP per ``train.amp``;
    a logical GPU with no CUDA behind it (a test cluster, a mis-set node) -> CPU with a warning;
 3. resume from ``tune.get_checkpoint()`` when Tune restarts the trial (retry, node loss, restore);
-4. each epoch: ``loop.step()`` -> ``tune.report(every key, checkpoint=<loop state>)``.
+4. each epoch: ``loop.step()`` -> ``tune.report(every key)``, with the loop state as a checkpoint when
+   :func:`checkpoint_due` (every ``checkpoint_every`` epochs, the last epoch and the scheduler's
+   milestones, both given by the search as parameters).
 
 The dataset arrives once per experiment through ``tune.with_parameters`` (Ray's object store; trials on a
 node read the same memory, with no PNG decoding in trials).
@@ -15,7 +17,9 @@ node read the same memory, with no PNG decoding in trials).
 Test-only switches (environment of the workers):
 
 - ``BUS_FAULT_AT_EPOCH=N`` (N >= 2): a trial that started fresh raises before epoch N; its retry resumes
-  from the checkpoint of epoch N-1 and does not raise again (the fault-tolerance test);
+  from the last checkpoint (epoch N-1 when every epoch is saved) and does not raise again (the
+  fault-tolerance tests). With ``checkpoint.every_epochs`` > 1, an epoch before N must be saved: a retry
+  that restores nothing starts fresh and raises again;
 - ``BUS_TEST_BARRIER=DIR:N``: each trial marks its start in DIR and waits (up to 3 minutes) until N trials
   have started, so a test can tell whether N trials really run at once (the GPU-packing test).
 """
@@ -28,7 +32,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +96,18 @@ def _restore(loop: CrossValLoop) -> int:
     return loop.epoch
 
 
+def checkpoint_due(epoch: int, every: int = 1, milestones: Collection[int] = (), last: bool = False) -> bool:
+    """Whether the report of ``epoch`` (1-based) carries the loop state.
+
+    Yes every ``every`` epochs, at the trial's ``last`` epoch (its final result keeps its models) and at the
+    scheduler's ``milestones`` (a trial stopped or paused there keeps its state); otherwise the report is
+    metrics only, and a failed trial's retry re-trains the epochs since the last saved one.
+    """
+    if every < 1:
+        raise ValueError(f"checkpoint every {every} epochs: expected a positive integer")
+    return last or epoch % every == 0 or epoch in milestones
+
+
 def _fault_epoch() -> int | None:
     value = os.environ.get(FAULT_ENV)
     return int(value) if value else None
@@ -116,8 +132,11 @@ def train_trial(
     resolve: Callable[[Mapping[str, Any]], dict[str, Any]],
     dataset: Any,
     splits: Mapping[str, Any],
+    checkpoint_every: int = 1,
+    milestones: Collection[int] = (),
 ) -> None:
-    """Run one trial to the end (or until the scheduler stops it), reporting and checkpointing each epoch."""
+    """Run one trial to the end (or until the scheduler stops it), reporting each epoch and saving the loop
+    state when :func:`checkpoint_due` (``checkpoint_every``, the last epoch, the scheduler's ``milestones``)."""
     import ray
 
     from trainables.data.splits import split_indices
@@ -138,6 +157,7 @@ def train_trial(
         "cuda": float(device == "cuda"),
         "threads": threads,
     }
+    milestones = frozenset(int(m) for m in milestones)
     while not loop.done:
         if fault_at is not None and restored_epoch == 0 and loop.epoch + 1 == fault_at:
             raise InjectedFault(f"{FAULT_ENV}={fault_at}: injected failure before epoch {fault_at}")
@@ -163,7 +183,10 @@ def train_trial(
                 }
             )
             return
+        report = {**result, **extra, "reported_at": time.time()}
+        if not checkpoint_due(loop.epoch, checkpoint_every, milestones, last=loop.done):
+            tune.report(report)
+            continue
         with tempfile.TemporaryDirectory(prefix="bus-ckpt-") as folder:
             torch.save(loop.state_dict(), Path(folder) / STATE_FILE)
-            report = {**result, **extra, "reported_at": time.time()}
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
