@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search.checkpoint_repair import repair_checkpoint_refs
 from search.config import SearchSpec, load_search_spec, scheduler_milestones
 from search.space import Space, space_from_spec
 from trainables.spec import dump_spec, spec_to_dict
@@ -324,6 +325,8 @@ def restore_search(exp_dir: str, address: str | None = None) -> Any:
             f"{loc.path}: the data changed since the experiment started (fingerprint {dataset.fingerprint} "
             f"!= {data['fingerprint']} in {DATA_FILE}); resuming would mix datasets"
         )
+    for note in [] if loc.is_uri else repair_checkpoint_refs(loc.path):
+        print(f"resume: repaired the experiment state: {note}", flush=True)
     init_ray(address)
     check_feasible(spec.resources)
     tuner = tune.Tuner.restore(

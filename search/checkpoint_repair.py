@@ -1,0 +1,134 @@
+"""Point a Tune experiment state that names deleted checkpoints at checkpoints that exist, before resume.
+
+When a trial saves a checkpoint, Tune deletes the oldest one beyond ``checkpoint.num_to_keep`` at once,
+while the experiment state (``experiment_state-*.json``, what ``Tuner.restore`` reads) is written
+and copied to storage later. A driver killed in between (SIGKILL, a lost head node) leaves a state that
+names a deleted checkpoint; Tune then cannot restore that trial ("Could not recover from checkpoint as
+it does not exist on storage anymore"), and the trial fails on every retry. :func:`repair_checkpoint_refs`
+points each such trial at its newest checkpoint that exists, with the metrics Tune reported with it (from
+the trial's ``result.json``), or at none (the trial starts again). The original file is kept beside it.
+
+Only local experiment folders are repaired. The checkpoint manager inside the state is a cloudpickle of
+Ray's own object, read and written here as Tune itself does on restore (Ray 2.60's format; anything else
+is left untouched with a warning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+STATE_GLOB = "experiment_state-*.json"
+PICKLED = "CLOUDPICKLE_FALLBACK"
+
+
+def _result_rows(trial_dir: Path) -> dict[str, dict[str, Any]]:
+    """``checkpoint_dir_name`` -> the result row Tune wrote with that checkpoint."""
+    rows: dict[str, dict[str, Any]] = {}
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return rows
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line cut by the kill
+            continue
+        name = row.get("checkpoint_dir_name")
+        if name:
+            rows[str(name)] = row
+    return rows
+
+
+def _newest_existing(trial_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The trial's newest checkpoint folder that exists and has its result row."""
+    rows = _result_rows(trial_dir)
+    found = [
+        (int(row.get("training_iteration", 0)), trial_dir / name, row)
+        for name, row in rows.items()
+        if (trial_dir / name).is_dir() and any((trial_dir / name).iterdir())
+    ]
+    if not found:
+        return None
+    _, path, row = max(found, key=lambda item: item[0])
+    return path, row
+
+
+def _repair_manager(manager: Any, trial_dir: Path) -> str | None:
+    """Fix one trial's checkpoint manager in place; what was done, or None when nothing was needed.
+
+    Checkpoints are looked up by folder name in ``trial_dir`` (the experiment may have been moved: Tune
+    maps the recorded paths to its new place when it restores), and recorded in the original form.
+    """
+    from ray.train import Checkpoint
+    from ray.train._internal.session import _TrainingResult
+
+    def exists(result: Any) -> bool:
+        return (trial_dir / Path(result.checkpoint.path).name).is_dir()
+
+    latest = manager._latest_checkpoint_result
+    if latest is None or exists(latest):
+        return None
+    gone = Path(latest.checkpoint.path).name
+    kept = [r for r in manager._checkpoint_results if exists(r)]
+    newest = _newest_existing(trial_dir)
+    if newest is None:
+        manager._checkpoint_results = kept
+        manager._latest_checkpoint_result = kept[-1] if kept else None
+        what = Path(kept[-1].checkpoint.path).name if kept else "no checkpoint: the trial starts again"
+        return f"{gone} is gone -> {what}"
+    path, row = newest
+    recorded = str(Path(latest.checkpoint.path).with_name(path.name))
+    result = _TrainingResult(Checkpoint(recorded, filesystem=latest.checkpoint.filesystem), row)
+    if all(Path(r.checkpoint.path).name != path.name for r in kept):
+        kept.append(result)
+    manager._checkpoint_results = kept
+    manager._latest_checkpoint_result = result
+    return f"{gone} is gone -> {path.name} (epoch {row.get('epoch', '?')})"
+
+
+def repair_checkpoint_refs(exp_dir: str | Path) -> list[str]:
+    """Repair the newest experiment state of ``exp_dir`` (see the module docstring); one line per trial
+    repaired (empty when the state names only checkpoints that exist)."""
+    import cloudpickle
+
+    exp = Path(exp_dir)
+    states = sorted(exp.glob(STATE_GLOB))
+    if not states:
+        return []
+    state_path = states[-1]  # the one Tune restores (newest by its timestamped name)
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        trial_data = state["trial_data"]
+    except (ValueError, KeyError, TypeError) as exc:
+        warnings.warn(f"{state_path}: unreadable experiment state ({exc}); not repaired", stacklevel=2)
+        return []
+    notes: list[str] = []
+    for entry in trial_data:
+        try:
+            trial = json.loads(entry[0])
+            meta = json.loads(entry[1])
+            packed = meta["checkpoint_manager"]
+            if not (isinstance(packed, dict) and packed.get("_type") == PICKLED):
+                raise TypeError("checkpoint_manager is not a pickled object")
+            manager = cloudpickle.loads(bytes.fromhex(packed["value"]))
+            note = _repair_manager(manager, exp / str(trial["relative_logdir"]))
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            warnings.warn(f"{state_path}: unknown trial state format ({exc}); not repaired", stacklevel=2)
+            return []
+        if note is None:
+            continue
+        meta["checkpoint_manager"] = {"_type": PICKLED, "value": cloudpickle.dumps(manager).hex()}
+        entry[1] = json.dumps(meta, indent=2)
+        notes.append(f"trial {trial.get('trial_id', '?')}: {note}")
+    if notes:
+        backup = state_path.with_name(state_path.name + ".before-repair")
+        if not backup.exists():
+            shutil.copy2(state_path, backup)
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, state_path)
+    return notes
