@@ -79,6 +79,13 @@ class LesionImagesOnly(nn.Module):
         return self.region(logits[has_lesion], target[has_lesion])
 
 
+def _probs_and_spatial_axes(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``sigmoid(logits)`` and the axes to sum over per image and channel; shapes must match."""
+    if target.shape != logits.shape:
+        raise ValueError(f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+    return torch.sigmoid(logits), list(range(2, logits.dim()))
+
+
 class SoftDiceLoss(nn.Module):
     """MONAI's ``DiceLoss(sigmoid=True, batch=False, smooth_nr, smooth_dr)`` (mean reduction) in plain torch.
 
@@ -92,12 +99,7 @@ class SoftDiceLoss(nn.Module):
         self.smooth_dr = float(smooth_dr)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.shape != logits.shape:
-            raise ValueError(
-                f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
-            )
-        p = torch.sigmoid(logits)
-        axes = list(range(2, p.dim()))
+        p, axes = _probs_and_spatial_axes(logits, target)
         # MONAI's compute_tp_fp_fn (ord 1, hard labels, decoupled) and the Dice halving of fp / fn
         tp = torch.sum(p * target, dim=axes)
         fp = (torch.sum(p, dim=axes) - tp) * 0.5
@@ -123,12 +125,7 @@ class SoftTverskyLoss(nn.Module):
         self.smooth_dr = float(smooth_dr)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.shape != logits.shape:
-            raise ValueError(
-                f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}"
-            )
-        p = torch.sigmoid(logits)
-        axes = list(range(2, p.dim()))
+        p, axes = _probs_and_spatial_axes(logits, target)
         # MONAI's compute_tp_fp_fn (ord 1, hard labels, not decoupled)
         tp = torch.sum(p * target, dim=axes)
         fp = torch.sum(p * (1 - target), dim=axes) * self.alpha

@@ -8,9 +8,9 @@ it does not exist on storage anymore"), and the trial fails on every retry. :fun
 points each such trial at its newest checkpoint that exists, with the metrics Tune reported with it (from
 the trial's ``result.json``), or at none (the trial starts again). The original file is kept beside it.
 
-Only local experiment folders are repaired. The checkpoint manager inside the state is a cloudpickle of
-Ray's own object, read and written here as Tune itself does on restore (Ray 2.60's format; anything else
-is left untouched with a warning).
+Only local experiment folders are repaired. Each trial's run metadata is read and written with Tune's
+own functions, the ones ``Tuner.restore`` uses on the same file (Ray 2.60; a state they cannot read is
+left untouched with a warning).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 STATE_GLOB = "experiment_state-*.json"
-PICKLED = "CLOUDPICKLE_FALLBACK"
 
 
 def _result_rows(trial_dir: Path) -> dict[str, dict[str, Any]]:
@@ -63,8 +62,6 @@ def _repair_manager(manager: Any, trial_dir: Path) -> str | None:
     Checkpoints are looked up by folder name in ``trial_dir`` (the experiment may have been moved: Tune
     maps the recorded paths to its new place when it restores), and recorded in the original form.
     """
-    from ray.train import Checkpoint
-    from ray.train._internal.session import _TrainingResult
 
     def exists(result: Any) -> bool:
         return (trial_dir / Path(result.checkpoint.path).name).is_dir()
@@ -82,7 +79,9 @@ def _repair_manager(manager: Any, trial_dir: Path) -> str | None:
         return f"{gone} is gone -> {what}"
     path, row = newest
     recorded = str(Path(latest.checkpoint.path).with_name(path.name))
-    result = _TrainingResult(Checkpoint(recorded, filesystem=latest.checkpoint.filesystem), row)
+    # the classes of the recorded objects (Ray's internal training result and its checkpoint class)
+    checkpoint = type(latest.checkpoint)(recorded, filesystem=latest.checkpoint.filesystem)
+    result = type(latest)(checkpoint, row)
     if all(Path(r.checkpoint.path).name != path.name for r in kept):
         kept.append(result)
     manager._checkpoint_results = kept
@@ -93,7 +92,7 @@ def _repair_manager(manager: Any, trial_dir: Path) -> str | None:
 def repair_checkpoint_refs(exp_dir: str | Path) -> list[str]:
     """Repair the newest experiment state of ``exp_dir`` (see the module docstring); one line per trial
     repaired (empty when the state names only checkpoints that exist)."""
-    import cloudpickle
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
 
     exp = Path(exp_dir)
     states = sorted(exp.glob(STATE_GLOB))
@@ -109,20 +108,17 @@ def repair_checkpoint_refs(exp_dir: str | Path) -> list[str]:
     notes: list[str] = []
     for entry in trial_data:
         try:
-            trial = json.loads(entry[0])
-            meta = json.loads(entry[1])
-            packed = meta["checkpoint_manager"]
-            if not (isinstance(packed, dict) and packed.get("_type") == PICKLED):
-                raise TypeError("checkpoint_manager is not a pickled object")
-            manager = cloudpickle.loads(bytes.fromhex(packed["value"]))
-            note = _repair_manager(manager, exp / str(trial["relative_logdir"]))
+            trial = json.loads(entry[0])  # plain JSON: the trial's folder and id
+            # Tune's own reader of this file (what Tuner.restore runs on it next)
+            metadata = _TrainingRunMetadata.from_json_state(entry[1])
+            note = _repair_manager(metadata.checkpoint_manager, exp / str(trial["relative_logdir"]))
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             warnings.warn(f"{state_path}: unknown trial state format ({exc}); not repaired", stacklevel=2)
             return []
         if note is None:
             continue
-        meta["checkpoint_manager"] = {"_type": PICKLED, "value": cloudpickle.dumps(manager).hex()}
-        entry[1] = json.dumps(meta, indent=2)
+        metadata.invalidate_cache()
+        entry[1] = metadata.get_json_state()
         notes.append(f"trial {trial.get('trial_id', '?')}: {note}")
     if notes:
         backup = state_path.with_name(state_path.name + ".before-repair")
