@@ -9,7 +9,7 @@ Target (issue 8): ASHA spends >= 2.5x fewer trial-epochs with its best score wit
 With ASHA's rungs at ``grace * eta^k`` below ``train.epochs``, the default here (8 epochs, grace 1,
 eta 3: rungs at 1 and 3) keeps a third of the trials past epoch 1 and a ninth past epoch 3.
 
-    python -m benchmarks.early_stopping [--seeds 0 1 2] [--samples 8] [--epochs 8]
+    python -m benchmarks.early_stopping [--seeds 0 1 2] [--samples 24] [--epochs 8]
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def run_pair(args: argparse.Namespace, seed: int, storage: Path) -> dict[str, di
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--samples", type=int, default=8, help="trials per search")
+    p.add_argument("--samples", type=int, default=24, help="trials per search")
     p.add_argument("--epochs", type=int, default=8, help="train.epochs = ASHA's max_t")
     p.add_argument("--grace", type=int, default=1)
     p.add_argument("--eta", type=float, default=3.0, help="ASHA reduction factor")
