@@ -41,6 +41,12 @@ def _real_root(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def busi() -> Path:
+    """The full BUSI set (658 images: 118 normal, 360 benign, 180 malignant), read-only."""
+    return _real_root("busi")
+
+
 @pytest.fixture
 def busi_subset() -> Path:
     """The 105-image BUSI subset (35 per class), read-only."""

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--classes", nargs="+", default=list(CLASSES))
     p.add_argument("--missing-mask", choices=["error", "empty", "skip"], default="error")
+    p.add_argument(
+        "--conflicting-labels",
+        choices=["drop", "keep"],
+        default="drop",
+        help="images whose duplicates are filed under another class: leave out (default) or keep",
+    )
 
     p = _verb(
         sub,
@@ -174,6 +180,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--gpu", action="store_true", help="alias of --device cuda (fails clearly without a GPU)")
     p.add_argument("--tta", action="store_true", help="average over horizontal-flip test-time augmentation")
+
+    p = _verb(
+        sub,
+        "evaluate",
+        "analysis.commands:cmd_evaluate",
+        "external validation: a model bundle on any labelled BUSI-format folder (no training)",
+    )
+    p.add_argument("--model", required=True, metavar="BUNDLE", help="a .safetensors bundle written by refit")
+    p.add_argument(
+        "--data", required=True, metavar="DIR", help="ROOT with one folder per class of the bundle"
+    )
+    p.add_argument("--out", metavar="DIR", help="default BUNDLE_DIR/evaluations/<bundle>-<data folder>")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--tta", action="store_true", help="average over horizontal-flip test-time augmentation")
+    p.add_argument(
+        "--missing-mask",
+        choices=["error", "empty", "skip"],
+        default="error",
+        help="an image without a mask: fail, treat as no lesion, or leave it out",
+    )
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
 
     p = _verb(
         sub,

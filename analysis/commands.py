@@ -1,8 +1,9 @@
-"""``launch.py`` verbs owned by ``analysis``: ``analyze``, ``refit``, ``predict``; and :func:`analyze`,
-the analysis as one call (the pipeline uses it per stage).
+"""``launch.py`` verbs owned by ``analysis``: ``analyze``, ``refit``, ``predict``, ``evaluate``; and
+:func:`analyze`, the analysis as one call (the pipeline uses it per stage).
 
 Exit status: 0 success; 1 a run that partly failed (predict: some images could not be read); 2 bad
-input (a folder that is not an experiment, an invalid spec, a file that is not a bundle, no GPU).
+input (a folder that is not an experiment, an invalid spec, a file that is not a bundle, no GPU, a data
+folder that is unusable or whose classes are not the bundle's).
 """
 
 from __future__ import annotations
@@ -213,4 +214,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return PARTIAL
+    return OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``launch.py evaluate --model BUNDLE --data DIR [--out DIR] [--device D] [--tta] ...``."""
+    import shlex
+
+    from analysis.evaluate import HEADLINE, format_report
+    from analysis.external import EvaluateError, run_evaluation
+    from analysis.predict import PredictError
+    from trainables.data.errors import DataError
+
+    command = ["python", "launch.py", "evaluate", "--model", args.model, "--data", args.data]
+    command += ["--out", args.out] if args.out else []
+    command += ["--device", args.device, "--missing-mask", args.missing_mask, "--n-boot", str(args.n_boot)]
+    command += ["--tta"] if args.tta else []
+    try:
+        report = run_evaluation(
+            args.model, args.data, args.out, args.device, args.tta, args.missing_mask, args.n_boot,
+            progress=True, command=shlex.join(command),
+        )  # fmt: skip
+    except (EvaluateError, PredictError, DataError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    outputs = report["outputs"]
+    print(f"{Path(args.model).name} on {report['data_root']}: " + format_report(report, HEADLINE))
+    print(f"report: {outputs['report_md']} ({outputs['report']})")
+    print(f"figures: {outputs['confusion_matrix']}, {outputs['roc']}, {outputs['gallery']}")
+    print(f"logged in {outputs['log']}")
     return OK

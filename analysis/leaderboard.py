@@ -1,9 +1,11 @@
-"""The leaderboard: one row per trial, ranked by its unbiased cross-validation score.
+"""The leaderboard: one row per trial, ranked by its CV mean at its best common epoch.
 
 A trial's figure is the CV mean (over folds) of the ranking metric at the single epoch where that mean
 was best, and every other metric is read at that same epoch (mean +- std over folds), so all columns of
-a row describe one model state per fold. Each fold's own best epoch would flatter the config (chosen on
-the fold it is scored on); those epochs are kept only as ``fold_best_epochs`` for ``refit --epochs auto``.
+a row describe one model state per fold. Each fold's own best epoch would flatter the config more (chosen
+on the fold it is scored on); those epochs are kept only as ``fold_best_epochs`` for ``refit --epochs
+auto``. The figure is still selected: a maximum over epochs, and the top row a maximum over trials, so
+it is optimistic (:data:`CV_FIGURE_NOTE`); the unbiased estimate is the hold-out test evaluation.
 
 Order: trials with a finite score first, best first (direction from the metric: ``hd95``,
 ``normal_fp_rate`` and ``loss`` are lower-is-better); among equal scores the earlier trial id; trials that
@@ -28,6 +30,13 @@ BASE_METRICS = ("dice", "iou", "hd95", "nsd", "normal_fp_rate", "auc", "macro_f1
 # Mirrors trainables.metrics.HIGHER_IS_BETTER (a test keeps them equal) without importing torch and MONAI.
 LOWER_IS_BETTER = ("hd95", "normal_fp_rate", "loss")
 _FOLD_KEY = re.compile(r"^fold(\d+)/")
+
+#: What the CV figure is, for every table and report that shows it.
+CV_FIGURE_NOTE = (
+    "The CV figure is a maximum over epochs (each trial's best common epoch) and, for the winner, over "
+    "trials, so it is optimistic; it ranks configs but does not estimate their performance. The unbiased "
+    "estimate is the single evaluation on the hold-out test set (`launch.py refit`)."
+)
 
 
 def lower_is_better(metric: str) -> bool:
@@ -225,7 +234,7 @@ def write_leaderboard(board: pd.DataFrame, out_dir: str | Path) -> tuple[Path, P
     head = (
         f"Ranked by the CV mean of `{metric}` at the epoch where it was best "
         f"({'lower' if board.attrs.get('lower_is_better') else 'higher'} is better); "
-        "every metric is mean ± std over folds at that epoch.\n\n"
+        f"every metric is mean ± std over folds at that epoch. {CV_FIGURE_NOTE}\n\n"
     )
     md_path.write_text(head + to_markdown(display_frame(board)), encoding="utf-8")
     return csv_path, md_path

@@ -154,7 +154,7 @@ def refit_section(refit: Mapping[str, Any], folder: Path) -> list[str]:
         f"([test_report.json]({_rel(refit['outputs']['report'], folder)}), "
         f"[model bundle]({_rel(refit['outputs']['bundle'], folder)})).",
         "",
-        "| metric | test value | 95% CI (bootstrap over test images) |",
+        "| metric | test value | 95% CI (cluster bootstrap over duplicate groups) |",
         "|---|---|---|",
     ]
     metrics = refit.get("metrics") or {}

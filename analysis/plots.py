@@ -338,7 +338,8 @@ def param_importances(results: ExperimentResults, board: pd.DataFrame, seed: int
     """fANOVA importances (normalised to sum 1) of the parameters every scored trial has.
 
     The study is rebuilt from the leaderboard: one COMPLETE FrozenTrial per scored, non-failed trial,
-    valued by its unbiased CV score, with distributions from the spec's ``search.space``.
+    valued by its leaderboard figure (the CV mean at its best common epoch), with distributions from the
+    spec's ``search.space``.
     """
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances

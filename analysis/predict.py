@@ -4,8 +4,9 @@ The bundle is loaded once (safetensors, no pickle) and carries its preprocessing
 resize mode (``letterbox`` pads, ``stretch`` scales); the network normalises its input itself. Each image
 is read as gray, resized like the training data, run in float32 (with ``tta``: averaged with its
 horizontal flip), and the lesion probability map is mapped back to the original size
-(:func:`trainables.data.resize.undo_resize`) and thresholded at 0.5. The same image always gives the
-same output: eval mode, no sampling, deterministic kernels on the CPU.
+(:func:`trainables.data.resize.undo_resize`) and thresholded by :func:`trainables.metrics.lesion_mask`
+(the validation's rule). The same image always gives the same output: eval mode, no sampling,
+deterministic kernels on the CPU.
 
 Per image: class probabilities in the bundle's class order, the predicted class (arg-max), the lesion
 area in pixels at the original size, and a consistency flag: ``normal_with_lesion`` (the classifier says
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ import torch
 from trainables.data.errors import DataError
 from trainables.data.imageio import read_gray
 from trainables.data.resize import resize_image, undo_resize
+from trainables.metrics import lesion_mask, lesion_probs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MASK_STEM = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
@@ -51,7 +54,7 @@ def forward_probs(
             for flip in views:
                 inp = torch.flip(x, dims=[-1]) if flip else x
                 seg_logits, cls_logits = model(inp)
-                seg = torch.sigmoid(seg_logits.float())
+                seg = lesion_probs(seg_logits)
                 if flip:
                     seg = torch.flip(seg, dims=[-1])
                 cls = torch.softmax(cls_logits.float(), dim=1)
@@ -67,11 +70,17 @@ def predict_arrays(
     device: torch.device,
     batch_size: int = 16,
     tta: bool = False,
+    progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Working-size ``uint8[N,S,S]`` images -> lesion probabilities ``float32[N,S,S]`` and class
-    probabilities ``float64[N,K]``."""
+    probabilities ``float64[N,K]`` (``progress``: a bar per batch on stderr)."""
+    from tqdm import tqdm
+
     segs, clss = [], []
-    for start in range(0, len(images), batch_size):
+    starts = range(0, len(images), batch_size)
+    for start in tqdm(
+        starts, desc="predict", unit="batch", disable=not progress, file=sys.stderr, leave=False
+    ):
         batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
         x = batch.to(device).unsqueeze(1).float().div_(255.0)
         seg, cls = forward_probs(models, x, tta)
@@ -165,7 +174,7 @@ class Predictor:
         work, info = resize_image(gray, self.image_size, self.resize)
         seg, cls = predict_arrays([self.model], work[None], self.device, tta=self.tta)
         prob_map = undo_resize(seg[0], info).astype(np.float32)
-        mask = prob_map > 0.5
+        mask = lesion_mask(prob_map)
         probs = cls[0]
         predicted = self.class_names[int(np.argmax(probs))]
         flag = consistency_flag(predicted, int(mask.sum()), self.min_area, self.class_names)

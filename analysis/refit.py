@@ -11,8 +11,14 @@ training part is every development image (each fold's train + val of ``splits.js
 augmentation, sampler, loss, optimiser, schedule and AMP are the search's. Nothing is selected during the
 refit, and the test images are never touched until the single evaluation.
 
-``ensemble_folds``: instead of training, load the chosen trial's K fold models from its last checkpoint
-(the loop state the trainable saved) and average their probabilities, evaluated the same way.
+``ensemble_folds``: instead of training, load the chosen trial's K fold models from a checkpoint (the
+loop state the trainable saved) and average their probabilities, evaluated the same way. The weights
+are those that earned the trial's score when they are on disk: the checkpoint of its scored epoch (the
+leaderboard's best common epoch), or a later one where every fold had already stopped by then (a stopped
+fold's weights stay frozen, see :mod:`trainables.loop`). Tune keeps only the newest
+``checkpoint.num_to_keep`` checkpoints, so they often are not; the newest checkpoint is used instead and
+``test_report.json`` records, per fold, the epoch of the weights used beside the epoch that was scored
+(``weights``, ``weights_are_scored``), with a warning.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import dataclasses
 import json
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +40,10 @@ from analysis.evaluate import (
     evaluate,
     format_report,
     heldout_digest,
+    heldout_from_dataset,
     record_evaluation,
     write_figures,
+    write_markdown,
 )
 from analysis.leaderboard import build_leaderboard
 from analysis.results import ExperimentError, filter_where, load_results
@@ -44,6 +52,7 @@ from trainables.spec import Spec, load_spec, save_spec, spec_from_dict, spec_to_
 
 BUNDLE_NAME = "model.safetensors"
 REPORT_NAME = "test_report.json"
+REPORT_MD = "test_report.md"
 CHECKPOINT_STATE = "loop.pt"  # trainables.trainable.STATE_FILE (not imported: that module imports Ray)
 
 
@@ -64,6 +73,7 @@ class Chosen:
     fingerprint: str | None
     trial_dir: Path | None = None
     cv_score: float | None = None
+    scored_epoch: int | None = None  # the epoch of cv_score (the trial's best common epoch)
 
 
 def choose(
@@ -127,8 +137,16 @@ def _from_experiment(
         spec=spec, exp_dir=exp_dir, trial_id=str(row["trial_id"]), auto_epochs=refit_epochs(row),
         auto_rule="mean over folds of the trial's per-fold best epochs, rounded", splits=splits,
         fingerprint=data.get("fingerprint") or splits.get("fingerprint"), trial_dir=exp_dir / str(info["trial_dir"]),
-        cv_score=float(row["score"]),
+        cv_score=float(row["score"]), scored_epoch=_epoch_or_none(row.get("best_epoch")),
     )  # fmt: skip
+
+
+def _epoch_or_none(value: Any) -> int | None:
+    try:
+        epoch = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(epoch) if math.isfinite(epoch) and epoch >= 1 else None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -176,15 +194,11 @@ def load_data(chosen: Chosen) -> tuple[Any, Any, dict]:
 
 
 def held_out_set(dataset: Any, split: Any) -> HeldOutSet:
-    """The test part of the dataset as working-size arrays."""
+    """The test part of the dataset: working-size arrays, duplicate groups, original-size masks."""
     idx = np.asarray(split.test, dtype=np.int64)
     if idx.size == 0:
         raise RefitError("the split has no test images; nothing to evaluate on")
-    return HeldOutSet(
-        images=np.asarray(dataset.images[idx]), masks=np.asarray(dataset.masks[idx]) > 0,
-        labels=np.asarray(dataset.labels[idx], dtype=np.int64), paths=[dataset.paths[i] for i in idx.tolist()],
-        class_names=tuple(dataset.class_names),
-    )  # fmt: skip
+    return heldout_from_dataset(dataset, idx)
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -245,31 +259,79 @@ def train_on_dev(
     return loop.folds[0].model, history, loop
 
 
-def latest_checkpoint(trial_dir: Path) -> Path:
-    """The loop state file of the trial's newest ``checkpoint_*`` folder."""
+def trial_checkpoints(trial_dir: Path) -> list[Path]:
+    """The loop state files of the trial's ``checkpoint_*`` folders, newest first (empty files skipped)."""
     folders = sorted((p for p in trial_dir.glob("checkpoint_*") if p.is_dir()), key=lambda p: p.name)
-    for folder in reversed(folders):
-        state = folder / CHECKPOINT_STATE
-        if state.is_file() and state.stat().st_size > 0:
-            return state
-    raise RefitError(
-        f"{trial_dir}: no checkpoint with {CHECKPOINT_STATE}; --ensemble-folds needs the trial's "
-        "saved fold models (checkpoint.num_to_keep >= 1)"
-    )
+    states = [folder / CHECKPOINT_STATE for folder in reversed(folders)]
+    return [p for p in states if p.is_file() and p.stat().st_size > 0]
 
 
-def load_fold_models(chosen: Chosen, dataset: Any, split: Any, device: str = "auto") -> tuple[list[Any], int]:
-    """The trial's K fold models at its last checkpoint, and the epoch they were saved at."""
+def fold_weights(state: Mapping[str, Any], scored_epoch: int | None) -> list[dict[str, Any]]:
+    """Per fold of a saved loop ``state``: the epoch of the weights it holds (``weights_epoch``) and of
+    the weights that earned its part of the score at ``scored_epoch`` (``scored_epoch``; None when the
+    state is older than that epoch or no epoch was scored), and whether they are the same (``exact``)."""
+    from trainables.loop import fold_weights_epoch
+
+    epoch, history = int(state["epoch"]), state["history"]
+    out = []
+    for k in range(len(state["folds"])):
+        held = fold_weights_epoch(history, k, epoch)
+        scored = None
+        if scored_epoch is not None and scored_epoch <= epoch:
+            scored = fold_weights_epoch(history, k, scored_epoch)
+        out.append({"fold": k, "weights_epoch": held, "scored_epoch": scored, "exact": held == scored})
+    return out
+
+
+def scored_checkpoint(trial_dir: Path, scored_epoch: int | None) -> tuple[Path, dict[str, Any], list[dict]]:
+    """The checkpoint whose fold weights are those scored at ``scored_epoch`` (every fold ``exact``), else
+    the newest; returns its path, its loop state and :func:`fold_weights` of it."""
     import torch
 
+    paths = trial_checkpoints(trial_dir)
+    if not paths:
+        raise RefitError(
+            f"{trial_dir}: no checkpoint with {CHECKPOINT_STATE}; --ensemble-folds needs the trial's "
+            "saved fold models (checkpoint.num_to_keep >= 1)"
+        )
+    found = []
+    for path in paths:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        weights = fold_weights(state, scored_epoch)
+        if all(w["exact"] for w in weights):
+            return path, state, weights
+        found = found or [(path, state, weights)]
+    return found[0]
+
+
+def load_fold_models(
+    chosen: Chosen, dataset: Any, split: Any, device: str = "auto"
+) -> tuple[list[Any], dict[str, Any]]:
+    """The trial's K fold models from :func:`scored_checkpoint`, and what was loaded: ``checkpoint``,
+    ``checkpoint_epoch``, ``scored_epoch``, per-fold ``weights`` and ``weights_are_scored``."""
     from trainables.loop import CrossValLoop
 
     if chosen.trial_dir is None:
         raise RefitError("--ensemble-folds needs an experiment folder (the fold models live in its trials)")
-    state = torch.load(latest_checkpoint(chosen.trial_dir), map_location="cpu", weights_only=True)
+    path, state, weights = scored_checkpoint(chosen.trial_dir, chosen.scored_epoch)
     loop = CrossValLoop(chosen.spec, dataset, split, device)
     loop.load_state_dict(state)
-    return [f.model.eval() for f in loop.folds], loop.epoch
+    exact = all(w["exact"] for w in weights)
+    info = {
+        "checkpoint": str(path.relative_to(chosen.exp_dir) if chosen.exp_dir else path),
+        "checkpoint_epoch": loop.epoch,
+        "scored_epoch": chosen.scored_epoch,
+        "weights": weights,
+        "weights_are_scored": exact,
+    }
+    if not exact:
+        used = ", ".join(f"fold {w['fold']} epoch {w['weights_epoch']}" for w in weights)
+        print(
+            f"warning: the weights of the scored epoch {chosen.scored_epoch} are not on disk "
+            f"(checkpoint.num_to_keep); evaluating the newest checkpoint instead: {used}",
+            file=sys.stderr,
+        )
+    return [f.model.eval() for f in loop.folds], info
 
 
 # ------------------------------------------------------------------------------------------- run
@@ -329,14 +391,15 @@ def run_refit(
     out.mkdir(parents=True, exist_ok=True)
     outputs: dict[str, str] = {}
     if ensemble_folds:
-        models, saved_epoch = load_fold_models(chosen, dataset, split, device)
+        models, loaded = load_fold_models(chosen, dataset, split, device)
         spec = chosen.spec
-        kind, info = "ensemble_folds", {"folds": len(models), "checkpoint_epoch": saved_epoch}
+        kind, info = "ensemble_folds", {"folds": len(models), **loaded}
         for k, model in enumerate(models):
+            epoch = loaded["weights"][k]["weights_epoch"]
             path = save_bundle(
                 out / f"fold{k}.safetensors",
                 model,
-                _meta(spec, chosen, dataset, digest, {"fold": k, "epoch": saved_epoch}),
+                _meta(spec, chosen, dataset, digest, {"fold": k, "epoch": epoch}),
             )
             outputs[f"fold{k}_bundle"] = str(path)
         torch_device = next(models[0].parameters()).device
@@ -358,7 +421,9 @@ def run_refit(
     from analysis.predict import predict_arrays
 
     seg_prob, probs = predict_arrays(models, test.images, torch_device)
-    report = evaluate(test, seg_prob, probs, spec.train.tau, spec.train.min_area, n_boot=n_boot)
+    report = evaluate(
+        test, seg_prob, probs, spec.train.tau, spec.train.min_area, n_boot=n_boot, progress=progress
+    )
     figures = write_figures(test, seg_prob, probs, report, out)
     outputs.update({k: str(v) for k, v in figures.items()})
     log_dir = chosen.exp_dir if chosen.exp_dir is not None else out
@@ -376,9 +441,10 @@ def run_refit(
         "data_fingerprint": dataset.fingerprint,
         "previous_evaluations_of_this_test_set": len(earlier),
         **report,
-        "outputs": {**outputs, "report": str(out / REPORT_NAME)},
+        "outputs": {**outputs, "report": str(out / REPORT_NAME), "report_md": str(out / REPORT_MD)},
     }
     (out / REPORT_NAME).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_markdown(report, out / REPORT_MD, f"Test report: {kind} of {chosen.trial_id or chosen.spec.name}")
     if progress:
         print(format_report(report), file=sys.stderr)
     return report

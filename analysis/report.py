@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from analysis.leaderboard import display_frame, to_markdown
+from analysis.leaderboard import CV_FIGURE_NOTE, display_frame, to_markdown
 from analysis.results import ExperimentResults
 
 PACKAGES = ("torch", "timm", "segmentation-models-pytorch", "monai", "ray", "optuna", "numpy", "scikit-learn",
@@ -109,7 +109,26 @@ def _data_section(data: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]
             lines.append(
                 f"- original sizes (w, h): min {size.get('min')}, median {size.get('median')}, max {size.get('max')}"
             )
+        lines += _conflicting_lines(audit)
     return lines
+
+
+def _conflicting_lines(audit: Mapping[str, Any]) -> list[str]:
+    """Images whose duplicates carry another class: which were dropped (``data.conflicting_labels``)."""
+    dropped = list(audit.get("dropped_conflicting") or [])
+    conflicting = list(audit.get("conflicting_labels") or [])
+    if dropped:
+        return [
+            f"- conflicting labels: {len(dropped)} image(s) dropped (`data.conflicting_labels: drop`), "
+            "their duplicates being filed under another class: " + ", ".join(f"`{p}`" for p in dropped)
+        ]
+    if conflicting:
+        return [
+            f"- conflicting labels: {len(conflicting)} image(s) in duplicate groups spanning classes, kept "
+            f"(`data.conflicting_labels: {audit.get('conflicting_policy', 'keep')}`): "
+            + ", ".join(f"`{p}`" for p in conflicting)
+        ]
+    return []
 
 
 def _split_section(splits: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
@@ -127,7 +146,8 @@ def _split_section(splits: Mapping[str, Any], spec: Mapping[str, Any]) -> list[s
         + ").",
         "- Fold sizes (train / val): "
         + ", ".join(f"{len(f.get('train', []))}/{len(f.get('val', []))}" for f in folds),
-        "- A trial is judged by the mean over folds at one common epoch (the epoch of the best mean).",
+        "- A trial is judged by the mean over folds at one common epoch (the epoch of the best mean), a "
+        "figure selected over epochs and trials; the hold-out test set gives the unbiased one.",
     ]
     return lines
 
@@ -227,7 +247,7 @@ def write_report(
         "",
         f"Ranked by the CV mean of `{metric}` at the epoch where that mean was best; all metrics are "
         "mean ± std over folds at that epoch. Full table: `leaderboard.csv`, `leaderboard.md`; every "
-        "epoch of every trial: `trials.csv`.",
+        f"epoch of every trial: `trials.csv`. {CV_FIGURE_NOTE}",
         "",
         to_markdown(display_frame(board, top=REPORT_TOP)).rstrip(),
         "",

@@ -64,6 +64,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "gpu": ([], []),
+    "dedup_busi": ([], []),  # needs BUS_REAL_DATA; prints a skip line without it
 }
 
 

@@ -11,11 +11,13 @@ import importlib.util
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from trainables.config import DoubleImbalanceCorrectionWarning, double_correction_message
 from trainables.spec import Spec, load_spec
 
 DEFAULT_METRIC = "val/score_best"
@@ -196,7 +198,9 @@ def search_errors(spec: SearchSpec) -> list[str]:
     from search.space import point_errors, space_errors, space_from_spec
 
     s = spec.search
-    errors = space_errors(spec)
+    with warnings.catch_warnings():  # each value is checked alone; the pairing is warned about once below
+        warnings.simplefilter("ignore", DoubleImbalanceCorrectionWarning)
+        errors = space_errors(spec)
     if not s.space:
         errors.append(
             "search.space: empty; name at least one field to search, e.g. train.lr: {loguniform: [1.0e-5, 1.0e-3]}"
@@ -204,6 +208,7 @@ def search_errors(spec: SearchSpec) -> list[str]:
     if errors:
         return errors
     space = space_from_spec(spec)
+    _warn_double_correction(spec, space)
     errors.extend(point_errors(space, s.points_to_evaluate))
     for p in space.params:
         if s.algorithm == "optuna" and p.dist == "grid":
@@ -231,6 +236,30 @@ def search_errors(spec: SearchSpec) -> list[str]:
             f"({max_epochs}); nothing could be stopped early"
         )
     return errors
+
+
+def _warn_double_correction(spec: SearchSpec, space: Any) -> None:
+    """Warn once when the space can draw ``train.sampler: balanced`` together with ``train.loss.cls:
+    weighted_ce`` (see :func:`trainables.config.double_correction_message`); a base spec that pairs them
+    was warned about when its ``train`` section was validated."""
+
+    def values(key: str, base: str) -> set[Any]:
+        if key not in space.keys:
+            return {base}
+        p = space[key]
+        return set(p.candidates()) | ({base} if p.when else set())  # inactive: the spec's own value
+
+    base_sampler, base_loss = spec.train.sampler, spec.train.loss.cls
+    if double_correction_message(base_sampler, base_loss) is not None:
+        return
+    samplers, losses = values("train.sampler", base_sampler), values("train.loss.cls", base_loss)
+    message = double_correction_message("balanced", "weighted_ce")
+    if "balanced" in samplers and "weighted_ce" in losses and message is not None:
+        warnings.warn(
+            f"search.space can draw this pairing, and those trials will warn again: {message}",
+            DoubleImbalanceCorrectionWarning,
+            stacklevel=2,
+        )
 
 
 def max_epochs_of(spec: SearchSpec, space: Any = None) -> int:

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 from model_zoo.config import LossConfig
+
+
+class DoubleImbalanceCorrectionWarning(UserWarning):
+    """``train.sampler: balanced`` with ``train.loss.cls: weighted_ce``: the class imbalance is corrected twice."""
+
+
+def double_correction_message(sampler: str, cls_loss: str) -> str | None:
+    """Why ``sampler`` with ``cls_loss`` over-corrects the class imbalance, or None when it does not.
+
+    The balanced sampler already shows the classes equally often; ``weighted_ce`` then weighs each class
+    by its inverse frequency in the training fold as well, which inverts the imbalance: a class n times
+    rarer counts about n times as much in the classification loss instead of equally.
+    """
+    if sampler != "balanced" or cls_loss != "weighted_ce":
+        return None
+    return (
+        "train.sampler balanced with train.loss.cls weighted_ce corrects the class imbalance twice: the "
+        "sampler already draws the classes equally often, and weighted_ce weighs them by inverse training "
+        "frequency on top (rare classes then outweigh common ones). Use ce or focal with the balanced "
+        "sampler, or weighted_ce with the random sampler, unless this pairing is compared on purpose."
+    )
 
 
 def _check_select(weights: dict[str, float]) -> None:
@@ -65,3 +87,12 @@ class TrainConfig:
         default_factory=lambda: {"dice": 0.5, "macro_f1": 0.5},
         metadata={"check": _check_select, "help": "score = weighted mean of these validation metrics"},
     )
+
+    def validate(self) -> list[str]:
+        """Cross-field rules. None refuses; balanced sampler + ``weighted_ce`` warns
+        (:class:`DoubleImbalanceCorrectionWarning`): an over-correction, but a legitimate arm of an
+        imbalance study (``spaces/stage4_imbalance.yaml`` crosses sampler and loss on purpose)."""
+        message = double_correction_message(self.sampler, self.loss.cls)
+        if message is not None:
+            warnings.warn(message, DoubleImbalanceCorrectionWarning, stacklevel=2)
+        return []

@@ -8,20 +8,32 @@ mean, not by one lucky fold.
 
 Data: the dataset's uint8 arrays are shared read-only by all folds (on CUDA they are copied to the
 device once); each batch is sliced by index, turned to float on the device and augmented there.
-Validation runs at the working resolution: masks are ``sigmoid > 0.5``, classes the softmax arg-max.
+Validation runs at the working resolution: masks by the one lesion rule of :mod:`trainables.metrics`
+(float32 sigmoid > 0.5, also under AMP), classes the softmax arg-max.
 
 Optimisation per fold: AdamW or SGD, weight decay on weights only, a per-step LR schedule (linear
 warm-up, then cosine / one-cycle / constant; see :func:`lr_factor`), AMP per :mod:`trainables.device`,
 gradient clipping, ``channels_last`` on CUDA, optional ``torch.compile``, optional per-fold early stopping:
-a fold whose score has not improved for ``train.patience`` epochs stops training and keeps reporting its
-best epoch's validation metrics (as if its best checkpoint were restored); the loop is ``done`` when the
-epochs are reached or every fold has stopped.
+a fold whose score has not improved for ``train.patience`` epochs stops training; the loop is ``done``
+when the epochs are reached or every fold has stopped.
+
+A stopped fold keeps its weights frozen at its last trained epoch (its stop epoch; no best-epoch
+restore), and every later epoch reports the validation metrics of those frozen weights, i.e. of its stop
+epoch (recorded once: the weights no longer change, so validating them again would repeat the figures).
+Why: the CV mean at epoch ``e`` must stay the mean of one model state per fold, each fold's state being
+the model it actually has at epoch ``e``; that is what ``summary()``'s common epoch and the search's
+``val/score`` compare. Reporting a stopped fold's *best* epoch instead would make every later CV mean a
+mean of per-fold maxima (one fold at its epoch-1 peak, another at epoch 5), an optimistic figure of no
+single epoch. Dropping the CV mean once any fold stops would also be well defined, but would leave the
+still-training folds' epochs without a CV figure at all. The loop's state (``state_dict``) and the
+checkpoints therefore hold exactly the weights whose metrics were reported.
 
 A split with one fold whose validation part is empty trains that one model without validating (the
 refit on all development images): its epochs report training figures only and ``val/score`` is NaN.
 
 ``summary()`` gives each fold's best epoch (optimistic: chosen on the fold it is scored on) and the CV
-mean +- std at the single common epoch with the best mean score, the figure to compare configs by.
+mean +- std at the single common epoch with the best mean score, the figure to compare configs by (still
+a maximum over epochs; the hold-out test evaluation is the unbiased figure).
 """
 
 from __future__ import annotations
@@ -44,7 +56,13 @@ from model_zoo.losses import build_loss, class_weights_from_counts
 from trainables.augment import BatchAugment
 from trainables.config import TrainConfig
 from trainables.device import amp_settings, autocast, make_scaler, resolve_device, seed_everything
-from trainables.metrics import classification_metrics, mean_std, segmentation_metrics, selection_score
+from trainables.metrics import (
+    classification_metrics,
+    masks_from_logits,
+    mean_std,
+    segmentation_metrics,
+    selection_score,
+)
 from trainables.sampler import epoch_batches, n_batches
 
 STATE_VERSION = 1
@@ -175,6 +193,7 @@ class _Fold:
     best_score: float = -math.inf
     best_epoch: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
+    last_metrics: dict[str, float] = field(default_factory=dict)  # of its weights as they are now
     stopped: bool = False
     last_finite_loss: float | None = None
     last_lr: float = math.nan
@@ -331,7 +350,8 @@ class CrossValLoop:
 
     @torch.no_grad()
     def predict(self, fold: _Fold, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        """Masks bool ``[N,S,S]`` (sigmoid > 0.5), softmax probabilities ``[N,K]`` and the mean loss."""
+        """Masks bool ``[N,S,S]`` (:func:`~trainables.metrics.masks_from_logits`), softmax probabilities
+        ``[N,K]`` and the mean loss."""
         fold.model.eval()
         preds, probs = [], []
         loss_sum = 0.0
@@ -345,7 +365,7 @@ class CrossValLoop:
             seg_logits, cls_logits = out
             loss, _ = fold.loss_fn(out, m, y)
             loss_sum += float(loss) * len(y)
-            preds.append((seg_logits.float() > 0)[:, 0].cpu().numpy())
+            preds.append(masks_from_logits(seg_logits))
             probs.append(torch.softmax(cls_logits.float(), dim=1).cpu().numpy())
         return np.concatenate(preds), np.concatenate(probs).astype(np.float64), loss_sum / len(idx)
 
@@ -375,9 +395,9 @@ class CrossValLoop:
         epoch = self.epoch + 1
         for fold in self.folds:
             prefix = f"fold{fold.index}/"
-            if fold.stopped:
+            if fold.stopped:  # frozen weights: the metrics of its stop epoch (see the module docstring)
                 train = {"loss": math.nan}
-                val = dict(fold.best_metrics)
+                val = dict(fold.last_metrics)
             else:
                 t0 = time.perf_counter()
                 train, seen = self._train_fold(fold, on_batch)
@@ -386,6 +406,7 @@ class CrossValLoop:
                 train_time += time.perf_counter() - t0
                 samples += seen
                 val = self.validate(fold) if len(fold.val_idx) else {}
+                fold.last_metrics = dict(val)
                 if not val:  # train-only fold (refit): nothing to select on
                     fold.best_epoch = epoch
                 elif val["score"] > fold.best_score:
@@ -423,7 +444,8 @@ class CrossValLoop:
         """Per-fold best epochs and the CV mean +- std at the common epoch with the best mean score.
 
         ``best_epoch`` / ``cv`` (``{metric: {"mean", "std"}}``) are the figures to compare configs by;
-        ``folds[k]`` holds fold k's own best epoch and metrics (optimistic: selected on that fold);
+        ``folds[k]`` holds fold k's own best epoch and metrics (optimistic: selected on that fold) and
+        ``weights_epoch``, the epoch of the weights it holds now (its stop epoch once stopped);
         ``folds_best`` their mean +- std over folds.
         """
         out: dict[str, Any] = {
@@ -449,6 +471,7 @@ class CrossValLoop:
                 "fold": f.index,
                 "best_epoch": f.best_epoch,
                 "stopped": f.stopped,
+                "weights_epoch": fold_weights_epoch(self.history, f.index, self.epoch),
                 "metrics": dict(f.best_metrics),
             }
             for f in self.folds
@@ -516,6 +539,7 @@ class CrossValLoop:
             fold.best_epoch = int(saved["best_epoch"])
             fold.best_metrics = dict(saved["best_metrics"])
             fold.stopped = bool(saved["stopped"])
+            fold.last_metrics = _fold_val_metrics(state["history"], fold.index, int(state["epoch"]))
             fold.last_finite_loss = saved["last_finite_loss"]
             fold.last_lr = float(saved["last_lr"])
         self.epoch = int(state["epoch"])
@@ -539,6 +563,28 @@ class CrossValLoop:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+def fold_weights_epoch(history: Sequence[Mapping[str, float]], fold: int, epoch: int) -> int:
+    """The epoch whose weights fold ``fold`` holds after loop epoch ``epoch`` of ``history`` (the loop's
+    per-epoch results): ``epoch`` itself, or the fold's stop epoch when it stopped earlier."""
+    for row in history:
+        e = int(row["epoch"])
+        if e > epoch:
+            break
+        if row.get(f"fold{fold}/stopped", 0.0) == 1.0:
+            return e
+    return epoch
+
+
+def _fold_val_metrics(history: Sequence[Mapping[str, float]], fold: int, epoch: int) -> dict[str, float]:
+    """Fold ``fold``'s validation metrics of the weights it holds after ``epoch``, read from ``history``."""
+    if epoch < 1:
+        return {}
+    trained = fold_weights_epoch(history, fold, epoch)
+    row = next((h for h in history if int(h["epoch"]) == trained), {})
+    prefix = f"fold{fold}/val/"
+    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
 
 
 def _np_global_state() -> dict[str, Any]:

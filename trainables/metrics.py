@@ -11,7 +11,14 @@ Definitions (also in the README):
   inside the image, finite so means stay defined).
 - ``normal_fp_rate``: share of normal images (empty ground truth) whose prediction has at least
   ``max(min_area, 1)`` foreground pixels in total (all components together; an empty prediction is
-  never a false positive).
+  never a false positive). ``normal_specificity`` = 1 - ``normal_fp_rate``, the same figure turned
+  higher-is-better so that a selection score can weigh it (Dice never sees normal images, so without it
+  a model that draws a lesion on every healthy breast can still win).
+- One decision rule for lesion pixels everywhere (validation, test, predict): the sigmoid of the
+  logits, computed in float32, above :data:`LESION_THRESHOLD` (:func:`lesion_probs`,
+  :func:`lesion_mask`). The probability is the common quantity because test-time averaging (TTA, fold
+  ensembles) averages probabilities; float32 because a bf16 sigmoid (AMP) rounds logits up to about
+  0.008 from 0 to exactly 0.5.
 - Classification: one-vs-rest AUC per class on the softmax probabilities, averaged over the classes
   that have both positives and negatives in ``labels`` (equal to scikit-learn's ``multi_class="ovr",
   average="macro"`` when every class is present; NaN when fewer than two classes are present).
@@ -34,7 +41,10 @@ import torch
 SEG_KEYS = ("dice", "iou", "hd95", "nsd")
 
 #: Fixed metric names a selection score may weigh; ``recall_<class>`` and ``precision_<class>`` too.
-SCORE_METRICS = ("dice", "iou", "nsd", "auc", "macro_f1", "acc", "balanced_acc")
+SCORE_METRICS = ("dice", "iou", "nsd", "normal_specificity", "auc", "macro_f1", "acc", "balanced_acc")
+
+#: A pixel is lesion when its float32 lesion probability is above this (see :func:`lesion_mask`).
+LESION_THRESHOLD = 0.5
 _PER_CLASS_PREFIXES = ("recall_", "precision_")
 
 #: Direction of every metric this module reports (per-class names via :func:`higher_is_better`).
@@ -44,6 +54,7 @@ HIGHER_IS_BETTER: dict[str, bool] = {
     "hd95": False,
     "nsd": True,
     "normal_fp_rate": False,
+    "normal_specificity": True,
     "auc": True,
     "macro_f1": True,
     "acc": True,
@@ -55,9 +66,10 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 def segmentation_metrics(pred: np.ndarray, gt: np.ndarray, tau: float = 2.0, min_area: int = 10) -> dict:
     """Per-image Dice, IoU, HD95, NSD on lesion images and the false-positive rate on normal images.
 
-    ``pred`` and ``gt`` are bool ``[N, H, W]`` (threshold the sigmoid at 0.5 first). Returns the means
-    ``dice``, ``iou``, ``hd95``, ``nsd`` (NaN without lesion images), ``normal_fp_rate`` (NaN without
-    normal images), ``n_lesion``, ``n_normal`` and ``per_image`` (lists of length N, NaN on normal images).
+    ``pred`` and ``gt`` are bool ``[N, H, W]`` (:func:`lesion_mask` first). Returns the means ``dice``,
+    ``iou``, ``hd95``, ``nsd`` (NaN without lesion images), ``normal_fp_rate`` and ``normal_specificity``
+    (NaN without normal images), ``n_lesion``, ``n_normal`` and ``per_image`` (lists of length N, NaN on
+    normal images).
     """
     # MONAI and scikit-learn load lazily: the spec validator imports this module for check_select
     from monai.metrics import compute_dice, compute_iou
@@ -89,6 +101,7 @@ def segmentation_metrics(pred: np.ndarray, gt: np.ndarray, tau: float = 2.0, min
     fp = pred_area[normal] >= max(int(min_area), 1)
     out: dict[str, Any] = {k: _mean(per[k][lesion]) for k in SEG_KEYS}
     out["normal_fp_rate"] = float(fp.mean()) if fp.size else math.nan
+    out["normal_specificity"] = 1.0 - out["normal_fp_rate"]
     out["n_lesion"] = int(lesion.size)
     out["n_normal"] = int(normal.sum())
     out["per_image"] = {k: [float(v) for v in per[k]] for k in SEG_KEYS}
@@ -184,6 +197,8 @@ def check_select(weights: Mapping[str, float]) -> None:
     for name, w in weights.items():
         if not is_score_metric(name):
             why = " (lower is better, cannot be averaged into a score)" if name in HIGHER_IS_BETTER else ""
+            if name == "normal_fp_rate":
+                why += "; weigh normal_specificity (= 1 - normal_fp_rate) instead"
             raise ValueError(
                 f"{name!r} is not a selection metric{why}; choose from {', '.join(SCORE_METRICS)}, "
                 "recall_<class>, precision_<class>"
@@ -235,17 +250,34 @@ def probs_from_logits(logits: np.ndarray | torch.Tensor) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def masks_from_logits(seg_logits: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Binary masks ``bool [N, H, W]`` from segmentation logits ``[N, 1, H, W]`` or ``[N, H, W]``.
+def lesion_probs(seg_logits: torch.Tensor) -> torch.Tensor:
+    """Lesion probabilities: the sigmoid of segmentation logits of any dtype, computed in float32.
 
-    ``logit > 0`` is the sigmoid thresholded at 0.5, without the float rounding of the sigmoid.
+    Casting first matters under AMP: the sigmoid of bf16 logits rounds every logit within about 0.008
+    of 0 to exactly 0.5, which the threshold then reads as background.
     """
-    x = seg_logits.detach().cpu().numpy() if isinstance(seg_logits, torch.Tensor) else np.asarray(seg_logits)
+    return torch.sigmoid(seg_logits.float())
+
+
+def lesion_mask(seg_prob: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """The lesion decision: float32 lesion probabilities above :data:`LESION_THRESHOLD`.
+
+    The one rule of validation (:func:`masks_from_logits`), the test evaluation and predict, which pass
+    probabilities (averaged over TTA views or fold models) from :func:`lesion_probs`.
+    """
+    return seg_prob > LESION_THRESHOLD
+
+
+def masks_from_logits(seg_logits: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Binary masks ``bool [N, H, W]`` from segmentation logits ``[N, 1, H, W]`` or ``[N, H, W]``, by the
+    rule of :func:`lesion_mask` (a logit within about 1e-7 of 0 is background: its float32 sigmoid is 0.5).
+    """
+    x = seg_logits if isinstance(seg_logits, torch.Tensor) else torch.from_numpy(np.asarray(seg_logits))
     if x.ndim == 4 and x.shape[1] == 1:
         x = x[:, 0]
     if x.ndim != 3:
         raise ValueError(f"seg_logits: expected shape [N, 1, H, W] or [N, H, W], got {list(x.shape)}")
-    return x > 0
+    return lesion_mask(lesion_probs(x.detach())).cpu().numpy()
 
 
 def _mean(values: np.ndarray) -> float:

@@ -1,8 +1,9 @@
-"""Leaderboard: the unbiased CV figure, order by the metric's direction, output files."""
+"""Leaderboard: the CV figure at the best common epoch, order by the metric's direction, output files."""
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from analysis.leaderboard import (
     to_markdown,
     write_leaderboard,
 )
+from analysis.report import write_report
 from analysis.results import load_results
 
 
@@ -91,6 +93,22 @@ def test_files_and_markdown(fake_exp: Path, tmp_path: Path) -> None:
     shown = display_frame(board, top=3, compact=True)
     assert len(shown) == 3 and "hd95" not in shown.columns and "dice" in shown.columns
     assert to_markdown(pd.DataFrame({"a": ["x|y"]})).splitlines()[2] == "| x\\|y |"
+
+
+def test_the_cv_figure_is_called_what_it_is(fake_exp: Path, tmp_path: Path) -> None:
+    """leaderboard.md and report.md say the CV figure is a maximum over epochs and trials and that the
+    hold-out test is the unbiased estimate; no sentence calls anything else unbiased."""
+    results = load_results(fake_exp)
+    board = build_leaderboard(results)
+    _, md_path = write_leaderboard(board, tmp_path)
+    best = tmp_path / "best_config.yaml"
+    best.write_text("name: fake\n", encoding="utf-8")
+    chosen = {"trial_id": "abc12_00000", "score": 0.7, "best_epoch": 4, "refit_epochs": 3}
+    report = write_report(tmp_path, results, board, {}, chosen, best)
+    for text in (md_path.read_text(encoding="utf-8"), report.read_text(encoding="utf-8")):
+        assert "maximum over epochs" in text and "hold-out test set" in text
+        sentences = [s for s in re.split(r"(?<=[.;])\s", text) if "unbiased" in s]
+        assert sentences and all("hold-out test" in s for s in sentences)
 
 
 def test_trial_without_results_ranks_last(fake_exp: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import launch
 from analysis.leaderboard import build_leaderboard
 from analysis.predict import Predictor
-from analysis.refit import RefitError, choose, load_data, run_refit
+from analysis.refit import RefitError, choose, fold_weights, load_data, load_fold_models, run_refit
 from analysis.results import load_results
 from analysis.selection import choose_trial, refit_epochs
 from trainables.spec import load_spec
@@ -79,8 +79,58 @@ def test_refit_from_best_config_and_ensemble(data_exp: Path, tmp_path: Path) -> 
     ens = data_exp / "ensemble"
     report = _report(ens)
     assert report["kind"] == "ensemble_folds" and report["folds"] == 2 and report["checkpoint_epoch"] == 1
+    # the trial was scored at a later epoch whose checkpoint is gone: the report says what was used
+    assert report["scored_epoch"] > 1 and report["weights_are_scored"] is False
+    assert [w["weights_epoch"] for w in report["weights"]] == [1, 1]
     assert (ens / "fold0.safetensors").is_file() and (ens / "fold1.safetensors").is_file()
     assert not (ens / "model.safetensors").exists()
+
+
+def test_ensemble_folds_loads_the_weights_of_the_scored_epoch(data_exp: Path) -> None:
+    """Checkpoints of epochs 1 and 2 on disk and the trial scored at epoch 1: the fold models are epoch
+    1's, not the newest checkpoint's; scored at an epoch that is not on disk, the newest is loaded and
+    the record says so."""
+    import torch
+
+    from trainables.loop import CrossValLoop
+
+    chosen = choose(data_exp)
+    assert chosen.scored_epoch == build_leaderboard(load_results(data_exp)).iloc[0]["best_epoch"]
+    dataset, split, _ = load_data(chosen)
+    loop = CrossValLoop(chosen.spec, dataset, split, "cpu")
+    assert chosen.trial_dir is not None
+    for name in ("checkpoint_000010", "checkpoint_000011"):
+        loop.step()
+        (chosen.trial_dir / name).mkdir()
+        torch.save(loop.state_dict(), chosen.trial_dir / name / "loop.pt")
+    epoch1 = torch.load(chosen.trial_dir / "checkpoint_000010" / "loop.pt", weights_only=True)
+
+    chosen.scored_epoch = 1
+    models, info = load_fold_models(chosen, dataset, split, "cpu")
+    assert info["checkpoint_epoch"] == 1 and info["weights_are_scored"] is True
+    assert info["checkpoint"] == "train_trial_abc12_00000/checkpoint_000010/loop.pt"
+    for model, saved in zip(models, epoch1["folds"], strict=True):
+        assert all(torch.equal(v, saved["model"][k]) for k, v in model.state_dict().items())
+
+    chosen.scored_epoch = 3
+    _, info = load_fold_models(chosen, dataset, split, "cpu")
+    assert info["checkpoint_epoch"] == 2 and info["weights_are_scored"] is False
+    assert info["weights"] == [
+        {"fold": k, "weights_epoch": 2, "scored_epoch": None, "exact": False} for k in range(2)
+    ]
+
+
+def test_fold_weights_follow_stopped_folds() -> None:
+    """A fold stopped at epoch 2 holds epoch 2's weights in every later checkpoint, so they are the
+    scored ones for any scored epoch from 2 on; a live fold's are the checkpoint epoch's."""
+    history = [{"epoch": e, "fold0/stopped": float(e >= 2), "fold1/stopped": 0.0} for e in (1, 2, 3)]
+    state = {"epoch": 3, "history": history, "folds": [{}, {}]}
+    assert fold_weights(state, 2) == [
+        {"fold": 0, "weights_epoch": 2, "scored_epoch": 2, "exact": True},
+        {"fold": 1, "weights_epoch": 3, "scored_epoch": 2, "exact": False},
+    ]
+    assert all(w["exact"] for w in fold_weights(state, 3))
+    assert [w["scored_epoch"] for w in fold_weights(state, 1)] == [1, 1]
 
 
 def test_auto_epochs_and_source_errors(data_exp: Path, tmp_path: Path) -> None:

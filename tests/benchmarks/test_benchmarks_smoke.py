@@ -22,6 +22,7 @@ MODULES = (
     "packing",
     "inference",
     "gpu",
+    "dedup_busi",
 )
 TINY_MODEL = '{"encoder": "tu-test_efficientnet", "encoder_weights": null, "decoder": "unet"}'
 
@@ -229,3 +230,13 @@ def test_early_stopping_tiny(tmp_path: Path, no_ray: None, clean_env: None) -> N
     pair = json.loads((tmp_path / "early_stopping.json").read_text())["figures"]["per_seed"]["0"]
     assert pair["fifo"]["trial_epochs"] == 9  # FIFO runs every trial to the end
     assert pair["asha"]["trials"] == 3 and 3 <= pair["asha"]["trial_epochs"] <= 9
+
+
+def test_dedup_busi_skips_cleanly_without_data(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    from benchmarks import dedup_busi
+
+    monkeypatch.delenv("BUS_REAL_DATA", raising=False)
+    assert dedup_busi.main(["--data", str(tmp_path)]) == 0
+    assert "RESULT dedup_busi: skipped" in capsys.readouterr().out

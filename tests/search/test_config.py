@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
 from search.config import SearchSpec, load_search_spec, parse_duration
+from trainables.config import DoubleImbalanceCorrectionWarning
 from trainables.schema import SpecError
 
 BASE = {
@@ -145,6 +147,21 @@ def test_multi_objective_with_nsgaii(tmp_path: Path) -> None:
         )
     )
     assert spec.search.metrics == ["val/dice", "val/macro_f1"] and spec.search.modes == ["max", "max"]
+
+
+def test_a_space_pairing_balanced_sampler_with_weighted_ce_warns_once(tmp_path: Path) -> None:
+    space = {
+        "train.sampler": {"choice": ["random", "balanced"]},
+        "train.loss.cls": {"choice": ["ce", "weighted_ce"]},
+    }
+    with pytest.warns(DoubleImbalanceCorrectionWarning) as record:
+        load_search_spec(_write(tmp_path, search__space=space, train__loss={"cls": "ce"}))
+    messages = [str(w.message) for w in record if issubclass(w.category, DoubleImbalanceCorrectionWarning)]
+    assert len(messages) == 1 and messages[0].startswith("search.space can draw this pairing")
+    space["train.loss.cls"] = {"choice": ["ce", "focal"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DoubleImbalanceCorrectionWarning)
+        load_search_spec(_write(tmp_path, search__space=space, train__loss={"cls": "ce"}))
 
 
 def test_durations() -> None:

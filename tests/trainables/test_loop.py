@@ -20,6 +20,7 @@ from trainables.data.cache import BUSDataset, load_dataset
 from trainables.data.splits import SplitIndices, make_splits, split_indices
 from trainables.device import DeviceError
 from trainables.loop import CrossValLoop, NonFiniteLossError, lr_factor
+from trainables.metrics import lesion_mask
 from trainables.spec import Spec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +157,13 @@ def test_a_single_train_only_fold_trains_without_validating(data: tuple) -> None
 @pytest.mark.parametrize(
     "train",
     [
-        {"sampler": "balanced", "schedule": "onecycle", "optimizer": "sgd", "grad_clip": None},
+        {
+            "sampler": "balanced",
+            "loss": {"cls": "ce"},
+            "schedule": "onecycle",
+            "optimizer": "sgd",
+            "grad_clip": None,
+        },
         {
             "amp": "bf16",
             "schedule": "constant",
@@ -192,33 +199,92 @@ def test_non_finite_loss_names_fold_epoch_and_last_loss(data: tuple) -> None:
     assert "fold 1, epoch 1, batch 2" in str(e) and f"{e.last_finite:.6g}" in str(e)
 
 
-def test_patience_stops_folds_and_keeps_their_best_metrics(
+def test_patience_freezes_a_stopped_fold_and_reports_its_own_weights(
     data: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Fold 0 peaks at epoch 1 (0.9) and stops at epoch 3 (0.55); fold 1 climbs to 0.8 at epoch 5. The
+    CV mean at epoch 5 is (0.55 + 0.8) / 2 = 0.675, a figure of the weights each fold holds then, not the
+    mean of per-fold peaks (0.9 + 0.8) / 2 = 0.85 that reporting a stopped fold's best epoch gave."""
     dataset, split, _ = data
-    loop = CrossValLoop(tiny_spec(epochs=6, patience=2), dataset, split, device="cpu")
-    scripted = {0: [0.5, 0.4, 0.3, 0.2, 0.1, 0.0], 1: [0.1, 0.2, 0.3, 0.25, 0.2, 0.15]}
-    real_validate = loop.validate
+    spec = tiny_spec(epochs=5, patience=2)
+    scripted = {0: [0.9, 0.6, 0.55, 0.5, 0.45], 1: [0.3, 0.5, 0.6, 0.7, 0.8]}
 
-    def validate(fold: Any) -> dict[str, float]:
-        metrics = real_validate(fold)
-        metrics["score"] = scripted[fold.index][loop.epoch]
-        metrics["dice"] = metrics["score"] + 0.01
-        return metrics
+    def scripted_loop() -> CrossValLoop:
+        loop = CrossValLoop(spec, dataset, split, device="cpu")
+        real_validate = loop.validate
 
-    monkeypatch.setattr(loop, "validate", validate)
-    results = []
+        def validate(fold: Any) -> dict[str, float]:
+            metrics = real_validate(fold)
+            metrics["score"] = scripted[fold.index][loop.epoch]
+            metrics["dice"] = metrics["score"] + 0.01
+            return metrics
+
+        monkeypatch.setattr(loop, "validate", validate)
+        return loop
+
+    loop = scripted_loop()
+    results, states = [], []
     while not loop.done:
         results.append(loop.step())
-    assert len(results) == 5  # fold 0 stops after epoch 3, fold 1 after epoch 5
+        states.append(loop.state_dict())
+    assert len(results) == 5
     assert [r["fold0/stopped"] for r in results] == [0.0, 0.0, 1.0, 1.0, 1.0]
-    assert results[3]["fold0/val/score"] == 0.5 and results[3]["fold0/val/dice"] == 0.51
+    assert [r["fold0/val/score"] for r in results] == [0.9, 0.6, 0.55, 0.55, 0.55]
+    assert results[4]["fold0/val/dice"] == pytest.approx(0.56)
     assert math.isnan(results[3]["fold0/train/loss"]) and math.isfinite(results[3]["train/loss"])
-    assert results[4]["fold1/stopped"] == 1.0
+    assert [r["val/score"] for r in results] == pytest.approx([0.6, 0.55, 0.575, 0.625, 0.675])
     s = loop.summary()
-    assert [f["best_epoch"] for f in s["folds"]] == [1, 3]
-    # epoch 4: fold 0 reports its best (0.5, as if restored), fold 1 scores 0.25
-    assert s["best_epoch"] == 4 and s["score"] == pytest.approx(0.375)
+    assert s["best_epoch"] == 5 and s["score"] == pytest.approx(0.675)
+    assert s["cv"]["dice"]["mean"] == pytest.approx(0.685)
+    assert [f["best_epoch"] for f in s["folds"]] == [1, 5]
+    assert [f["weights_epoch"] for f in s["folds"]] == [3, 5]
+    assert s["folds_best"]["score"]["mean"] == pytest.approx(0.85)  # the optimistic per-fold figure
+
+    # a resumed loop reports the stopped fold's frozen weights too (read back from the saved history)
+    resumed = scripted_loop()
+    resumed.load_state_dict(states[3])
+    assert resumed.step()["fold0/val/score"] == 0.55 and resumed.summary()["score"] == pytest.approx(0.675)
+
+
+def test_validation_and_test_decide_lesion_pixels_by_one_rule(
+    data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loop's validation masks (bf16 logits, as under AMP) and the test evaluation's and predict's
+    masks (float32 probabilities from analysis.predict) are one function of the same logits, also for
+    logits so close to 0 that ``logit > 0`` and ``sigmoid > 0.5`` disagree."""
+    from analysis.evaluate import HeldOutSet, evaluate
+    from analysis.predict import predict_arrays
+
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(), dataset, split, device="cpu")
+    fold = loop.folds[0]
+    idx = fold.val_idx
+    size = int(dataset.images.shape[-1])
+    values = torch.tensor([-1e-2, -1e-8, 0.0, 1e-8, 5e-8, 1e-7, 2e-7, 1e-6, 4e-3, 1.0])
+    seg = values.repeat(size * size // len(values) + 1)[: size * size].view(1, 1, size, size)
+
+    class Scripted(torch.nn.Module):
+        def forward(self, x: torch.Tensor, labels: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+            n = x.shape[0]
+            return seg.expand(n, 1, size, size).to(torch.bfloat16), torch.zeros(n, 3)
+
+    scripted = Scripted()
+    monkeypatch.setattr(fold, "forward", scripted)
+    val_masks, _, _ = loop.predict(fold, idx)
+    assert 0 < val_masks.sum() < val_masks.size
+
+    images = np.asarray(dataset.images[idx])
+    seg_prob, probs = predict_arrays([scripted], images, torch.device("cpu"))
+    assert np.array_equal(lesion_mask(seg_prob), val_masks)
+    test = HeldOutSet(
+        images=images,
+        masks=np.asarray(dataset.masks[idx]) > 0,
+        labels=np.asarray(dataset.labels[idx], dtype=np.int64),
+        paths=[str(i) for i in idx],
+        class_names=tuple(dataset.class_names),
+    )
+    report = evaluate(test, seg_prob, probs, n_boot=0)
+    assert [r["lesion_area_px"] for r in report["per_image"]] == val_masks.sum((1, 2)).tolist()
 
 
 def test_cuda_request_without_cuda_fails(data: tuple) -> None:
@@ -258,7 +324,9 @@ print(json.dumps(loop.history))
 
 def test_resume_in_a_fresh_process_matches_a_straight_run(data: tuple, tmp_path: Path) -> None:
     dataset, split, splits = data
-    spec_dict = tiny_spec_dict(epochs=4, sampler="balanced", augment={"speckle": 0.2, "rotate": 20.0})
+    spec_dict = tiny_spec_dict(
+        epochs=4, sampler="balanced", loss={"cls": "ce"}, augment={"speckle": 0.2, "rotate": 20.0}
+    )
     loop = CrossValLoop(spec_from_dict(spec_dict), dataset, split, device="cpu")
     for _ in range(2):
         loop.step()

@@ -18,6 +18,8 @@ from trainables.metrics import (
     check_select,
     classification_metrics,
     higher_is_better,
+    lesion_mask,
+    lesion_probs,
     masks_from_logits,
     mean_std,
     probs_from_logits,
@@ -153,6 +155,7 @@ def test_normal_images_false_positive_threshold() -> None:
     gt = np.zeros_like(pred)
     out = segmentation_metrics(pred, gt, min_area=10)
     assert out["normal_fp_rate"] == pytest.approx(2 / 4)
+    assert out["normal_specificity"] == pytest.approx(1 - 2 / 4)
     assert out["n_normal"] == 4 and out["n_lesion"] == 0
     for key in ("dice", "iou", "hd95", "nsd"):
         assert math.isnan(out[key])
@@ -167,14 +170,29 @@ def test_normal_images_do_not_enter_dice() -> None:
     gt = np.stack([les, np.zeros_like(les)])
     pred = np.stack([les, square(16, 16, 0, 0, 16)])  # a full false positive on the normal image
     out = segmentation_metrics(pred, gt)
-    assert out["dice"] == 1 and out["normal_fp_rate"] == 1
+    assert out["dice"] == 1 and out["normal_fp_rate"] == 1 and out["normal_specificity"] == 0
     assert math.isnan(out["per_image"]["dice"][1])
+
+
+def test_normal_specificity_is_a_selectable_score_metric() -> None:
+    """Dice never sees normal images; weighing normal_specificity lets a score punish a model that draws
+    a lesion on every healthy breast."""
+    les = square(16, 16, 2, 2, 6)
+    gt = np.stack([les, np.zeros_like(les)])
+    clean = segmentation_metrics(np.stack([les, np.zeros_like(les)]), gt)
+    spotty = segmentation_metrics(np.stack([les, square(16, 16, 0, 0, 16)]), gt)
+    weights = {"dice": 0.8, "normal_specificity": 0.2}
+    check_select(weights)
+    assert selection_score(clean, weights) == pytest.approx(1.0)
+    assert selection_score(spotty, weights) == pytest.approx(0.8)
+    assert higher_is_better("val/normal_specificity")
 
 
 def test_empty_batch() -> None:
     out = segmentation_metrics(np.zeros((0, 8, 8), bool), np.zeros((0, 8, 8), bool))
     assert out["n_lesion"] == 0 and out["n_normal"] == 0
     assert math.isnan(out["dice"]) and math.isnan(out["normal_fp_rate"])
+    assert math.isnan(out["normal_specificity"])
     assert out["per_image"]["dice"] == []
 
 
@@ -201,9 +219,14 @@ def test_segmentation_rejects_bad_parameters() -> None:
 
 
 def test_masks_from_logits() -> None:
-    logits = torch.tensor([[[[-1.0, 0.0], [1e-8, 3.0]]]])
-    assert masks_from_logits(logits).tolist() == [[[False, False], [True, True]]]
-    assert masks_from_logits(logits.numpy()[:, 0]).shape == (1, 2, 2)
+    # float32 sigmoid > 0.5: a logit of 1e-8 has sigmoid 0.5 (background), 1e-6 does not
+    logits = torch.tensor([[[[-1.0, 0.0], [1e-8, 1e-6]]]])
+    assert masks_from_logits(logits).tolist() == [[[False, False], [False, True]]]
+    assert masks_from_logits(logits.numpy()[:, 0]).tolist() == masks_from_logits(logits).tolist()
+    # bf16 logits (AMP) are decided in float32: a bf16 sigmoid would round 4e-3 to 0.5
+    small = torch.tensor([[[4e-3, -4e-3]]], dtype=torch.bfloat16)
+    assert masks_from_logits(small).tolist() == [[[True, False]]]
+    assert lesion_mask(lesion_probs(small)).tolist() == [[[True, False]]]
     with pytest.raises(ValueError, match="seg_logits"):
         masks_from_logits(np.zeros((2, 3, 4, 4)))
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from trainables.config import DoubleImbalanceCorrectionWarning
 from trainables.schema import SpecError
 from trainables.spec import (
     Spec,
@@ -168,6 +170,16 @@ def test_select_names_are_checked_by_the_metrics_module() -> None:
         "macro_f1": 1.0,
         "recall_malignant": 1.0,
     }
+
+
+def test_balanced_sampler_with_weighted_ce_warns_and_is_allowed() -> None:
+    with pytest.warns(DoubleImbalanceCorrectionWarning, match="corrects the class imbalance twice"):
+        spec = spec_from_dict({"train": {"sampler": "balanced"}})  # train.loss.cls defaults to weighted_ce
+    assert (spec.train.sampler, spec.train.loss.cls) == ("balanced", "weighted_ce")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DoubleImbalanceCorrectionWarning)
+        spec_from_dict({"train": {"sampler": "balanced", "loss": {"cls": "ce"}}})
+        spec_from_dict({"train": {"sampler": "random", "loss": {"cls": "weighted_ce"}}})
 
 
 # ------------------------------------------------------------------------------------ overrides

@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from trainables.data.config import DEFAULT_CLASSES
+from trainables.data.config import DEFAULT_CLASSES, DedupConfig
 from trainables.data.dedup import group_duplicates, group_ids, image_hash
 from trainables.data.errors import DataError, listing
+from trainables.data.frames import FrameRule, FrameSignature, frame_signature
 from trainables.data.imageio import centre_crop_mask, read_gray, read_mask_file
 from trainables.data.scan import ImageRecord, ScanResult, scan_folder
 
@@ -48,6 +49,7 @@ class Inspection:
 
     size: tuple[int, int] | None = None  # (w, h) of the image
     hash: np.ndarray | None = None
+    frame: FrameSignature | None = None
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error)
     mismatches: list[Mismatch] = field(default_factory=list)
     result: Any = None
@@ -87,6 +89,7 @@ def inspect_record(
     if gray is not None:
         found.size = (int(gray.shape[1]), int(gray.shape[0]))
         found.hash = image_hash(gray)
+        found.frame = frame_signature(gray)
     mask = None if gray is None else np.zeros(gray.shape, dtype=bool)
     for rel in record.mask_paths:
         try:
@@ -158,6 +161,7 @@ def build_report(
     groups.sort()
     class_of = {r.path: r.class_name for r in records}
     cross = [g for g in groups if len({class_of[p] for p in g}) > 1]
+    conflicting = sorted(p for g in cross for p in g)
     unreadable = sorted({(p, e) for found in inspections for p, e in found.unreadable})
     mismatches = sorted({(m.image, m.mask) for found in inspections for m in found.mismatches})
     return {
@@ -172,6 +176,7 @@ def build_report(
         "ignored_files": list(scan.ignored_files),
         "duplicate_groups": groups,
         "cross_class_duplicates": cross,
+        "conflicting_labels": conflicting,
         "image_size": _size_summary([f.size for f in inspections if f.size is not None]),
     }
 
@@ -201,6 +206,36 @@ def find_problems(scan: ScanResult, inspections: Sequence[Inspection]) -> list[s
     return problems
 
 
+def frame_rule(dedup: DedupConfig) -> FrameRule | None:
+    """The same-lesion frame rule of a ``data.dedup`` section (None when ``frames`` is off)."""
+    if not dedup.frames:
+        return None
+    return FrameRule(
+        appearance=dedup.appearance,
+        structure=dedup.structure,
+        appearance_floor=dedup.appearance_floor,
+        strong_structure=dedup.strong_structure,
+        neighbours=dedup.neighbours,
+    )
+
+
+def find_groups(
+    inspections: Sequence[Inspection],
+    dedup: DedupConfig,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[list[int]]:
+    """Duplicate groups of decoded records: hash copies plus, unless off, same-lesion frames."""
+    return group_duplicates(
+        [f.hash for f in inspections],
+        threshold=dedup.hash_bits,
+        signatures=[f.frame for f in inspections],
+        rule=frame_rule(dedup),
+        workers=workers or default_workers(),
+        progress=progress,
+    )
+
+
 def run_audit(
     root: str | Path,
     classes: Sequence[str] = DEFAULT_CLASSES,
@@ -209,12 +244,17 @@ def run_audit(
     progress: bool = False,
     process: Process | None = None,
     scan: ScanResult | None = None,
+    dedup: DedupConfig | None = None,
 ) -> Audit:
-    """Scan (leniently), decode every record once in a thread pool, find duplicates, and report."""
+    """Scan (leniently), decode every record once in a thread pool, find duplicates, and report.
+
+    ``conflicting_labels`` in the report lists every image of a duplicate group that spans classes
+    (contradictory labels); ``data.conflicting_labels: drop`` leaves them out of training and splits.
+    """
     if scan is None:
         scan = scan_folder(root, classes, missing_mask, strict=False)
     inspections = inspect_records(scan.root, scan.records, process, workers, progress, desc="audit")
-    dup = group_duplicates([f.hash for f in inspections])
+    dup = find_groups(inspections, dedup or DedupConfig(), workers, progress)
     return Audit(
         report=build_report(scan, inspections, dup),
         scan=scan,
@@ -267,6 +307,10 @@ def format_report(report: dict, problems: Sequence[str] = (), mismatch_notes: Se
         ("[cross-class] " if tuple(g) in cross else "") + " = ".join(g) for g in report["duplicate_groups"]
     ]
     lines += _section(f"duplicate groups ({len(cross)} across classes)", dups)
+    lines += _section(
+        "images with conflicting labels (dropped unless data.conflicting_labels: keep)",
+        report.get("conflicting_labels", []),
+    )
     if problems:
         lines.append("NOT USABLE:")
         lines += [f"  - {p}" for p in problems]

@@ -7,11 +7,15 @@ the generated synthetic set. Delete the folder, or call :func:`clear_cache`, to 
 
 Key: the data fingerprint (:func:`scan.data_fingerprint`: sha256 of the bytes of every image and mask
 with its relative path, label and the class list) plus the preprocessing settings (``image_size``,
-``resize``, ``classes``, ``missing_mask``) and :data:`CACHE_VERSION`. Content, not modification times, so
+``resize``, ``classes``, ``missing_mask``, ``dedup``) and :data:`CACHE_VERSION`. Content, not modification times, so
 another node or a fresh copy of the same files reuses the entry, and any changed byte, file or setting
 makes a new one. An entry is written into a temporary folder and renamed into place (atomic), under a
 lock file so that concurrent trials build it once. Arrays load memory-mapped read-only, so processes on
 one machine share the pages.
+
+An entry holds every usable image; ``data.conflicting_labels: drop`` (the default) then leaves out the
+images of duplicate groups that span classes when the dataset is opened, and lists them in
+``audit["dropped_conflicting"]`` (so in ``data.json`` and the reports) and on stderr.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +41,7 @@ from trainables.data.errors import DataError
 from trainables.data.resize import ResizeInfo, resize_pair
 from trainables.data.scan import ScanResult, data_fingerprint, scan_folder
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: groups include same-lesion frames (data.dedup)
 _ARRAYS = ("images", "masks", "labels", "groups", "orig_sizes")
 
 
@@ -123,6 +128,7 @@ def dataset_key(fingerprint: str, cfg: DataConfig) -> str:
         "resize": cfg.resize,
         "classes": list(cfg.classes),
         "missing_mask": cfg.missing_mask,
+        "dedup": dataclasses.asdict(cfg.dedup),
     }
     return _digest(settings)
 
@@ -201,7 +207,7 @@ def _build_entry(scan: ScanResult, fingerprint: str, cfg: DataConfig, entry: Pat
         def process(i: int, gray: np.ndarray, mask: np.ndarray) -> None:
             out["images"][i], out["masks"][i], _ = resize_pair(gray, mask, size, cfg.resize)
 
-        audit = run_audit(scan.root, scan=scan, process=process, progress=progress)
+        audit = run_audit(scan.root, scan=scan, process=process, progress=progress, dedup=cfg.dedup)
         if audit.problems:
             raise DataError(f"{scan.root}: the data cannot be used:\n  - " + "\n  - ".join(audit.problems))
         for array in out.values():
@@ -221,6 +227,7 @@ def _build_entry(scan: ScanResult, fingerprint: str, cfg: DataConfig, entry: Pat
             "image_size": size,
             "resize": cfg.resize,
             "missing_mask": cfg.missing_mask,
+            "dedup": dataclasses.asdict(cfg.dedup),
             "audit": audit.report,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -238,6 +245,36 @@ def load_dataset(cfg: DataConfig, progress: bool = True) -> BUSDataset:
     ``cfg.root`` None means the built-in synthetic set (``cfg.synthetic``), generated into the cache and
     then read like any folder. Raises :class:`DataError` listing every problem when the data is unusable.
     """
+    return drop_conflicting(_load_entry(cfg, progress), cfg.conflicting_labels)
+
+
+def drop_conflicting(dataset: BUSDataset, policy: str) -> BUSDataset:
+    """``dataset`` without the images whose duplicates carry another class (``policy`` "drop"), listed in
+    ``audit["dropped_conflicting"]`` and on stderr; unchanged (with an empty list) for "keep"."""
+    conflicting = set(dataset.audit.get("conflicting_labels") or [])
+    dropped = sorted(p for p in dataset.paths if p in conflicting) if policy == "drop" else []
+    audit = dict(dataset.audit, conflicting_policy=policy, dropped_conflicting=dropped)
+    if not dropped:
+        return dataclasses.replace(dataset, audit=audit)
+    keep = [i for i, p in enumerate(dataset.paths) if p not in conflicting]
+    left = np.bincount(dataset.labels[keep], minlength=len(dataset.class_names))
+    empty = [c for c, n in zip(dataset.class_names, left) if n == 0]
+    if empty:
+        raise DataError(
+            f"dropping the {len(dropped)} image(s) with conflicting labels leaves no image in class(es) "
+            f"{', '.join(empty)}; set data.conflicting_labels: keep to train on them"
+        )
+    shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+    print(
+        f"data: dropped {len(dropped)} image(s) whose duplicates are filed under another class "
+        f"(data.conflicting_labels: drop): {shown}",
+        file=sys.stderr,
+    )
+    return dataclasses.replace(dataset.subset(keep), audit=audit, cache_path=dataset.cache_path)
+
+
+def _load_entry(cfg: DataConfig, progress: bool) -> BUSDataset:
+    """The cached entry of ``cfg`` (every usable image), built on first use."""
     root = Path(cfg.root) if cfg.root is not None else synthetic_root(cfg.synthetic, progress)
     scan = scan_folder(root, cfg.classes, cfg.missing_mask)
     fingerprint = data_fingerprint(scan)

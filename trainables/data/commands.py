@@ -46,10 +46,17 @@ def cmd_splits(args: argparse.Namespace) -> int:
                 "splits", f"{args.data_dir} is not usable (run audit):\n  - " + "\n  - ".join(audit.problems)
             )
         scan = audit.scan
+        conflicting = set(audit.report["conflicting_labels"]) if args.conflicting_labels == "drop" else set()
+        use = [i for i, r in enumerate(scan.records) if r.path not in conflicting]
+        if conflicting:
+            print(
+                f"left out {len(conflicting)} image(s) whose duplicates are filed under another class "
+                f"(--conflicting-labels keep to use them): {', '.join(sorted(conflicting))}"
+            )
         source = SplitSource(
-            paths=[r.path for r in scan.records],
-            labels=np.array([r.label for r in scan.records], dtype=np.int64),
-            groups=audit.groups,
+            paths=[scan.records[i].path for i in use],
+            labels=np.array([scan.records[i].label for i in use], dtype=np.int64),
+            groups=audit.groups[use],
             fingerprint=data_fingerprint(scan),
             class_names=scan.classes,
         )

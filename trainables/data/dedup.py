@@ -11,7 +11,9 @@ Why 16: measured on the real samples (BUSI subset + thesis sample: 169 images, 1
 stay within 12 bits on the full-size images; on 128-px copies a 2 to 3 px crop stays within 16 bits for
 95% of them. Unrelated images are 28 bits or more apart (the closest: two BUS-BRA cases, and a BUSI
 vs a BUS-BRA case). Consecutive frames of one lesion (BUSI ``malignant (4)`` .. ``(9)``) fall at 5 to 21
-bits and are grouped: for splits that is the point, as they would leak one patient across folds.
+bits; the hash joins the closest of them, and :mod:`trainables.data.frames` (a shift-tolerant
+correlation at one pixel scale) joins cropped copies and the rest of a lesion's frames without chaining
+unrelated images. :func:`group_duplicates` takes the union of both relations.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from collections.abc import Sequence
 import imagehash
 import numpy as np
 from PIL import Image
+
+from trainables.data.frames import FrameRule, FrameSignature, frame_links
 
 HASH_BITS = 128
 DUPLICATE_THRESHOLD = 16
@@ -71,21 +75,32 @@ class _UnionFind:
 
 
 def group_duplicates(
-    hashes: Sequence[np.ndarray | None], threshold: int = DUPLICATE_THRESHOLD
+    hashes: Sequence[np.ndarray | None],
+    threshold: int = DUPLICATE_THRESHOLD,
+    signatures: Sequence[FrameSignature | None] | None = None,
+    rule: FrameRule | None = None,
+    workers: int = 1,
+    progress: bool = False,
 ) -> list[list[int]]:
     """Groups (two or more indices, sorted; groups sorted by first index) of duplicate images.
 
-    ``hashes[i]`` may be None (an unreadable image): it joins no group.
+    Pairs within ``threshold`` hash bits are linked; with ``signatures`` and a ``rule``, so are the pairs
+    :func:`trainables.data.frames.frame_links` finds (same-lesion frames, cropped copies). Groups are the
+    connected components. ``hashes[i]`` / ``signatures[i]`` may be None (unreadable): no link from it.
     """
     known = [i for i, h in enumerate(hashes) if h is not None]
-    if len(known) < 2:
-        return []
-    matrix = np.stack([np.asarray(hashes[i], bool) for i in known])
     uf = _UnionFind(len(hashes))
-    for a, b in _pairs(matrix, threshold):
-        uf.union(known[a], known[b])
+    linked: set[tuple[int, int]] = set()
+    if len(known) >= 2:
+        matrix = np.stack([np.asarray(hashes[i], bool) for i in known])
+        for a, b in _pairs(matrix, threshold):
+            uf.union(known[a], known[b])
+            linked.add((known[a], known[b]))
+    if signatures is not None and rule is not None:
+        for a, b in frame_links(signatures, rule, skip=linked, workers=workers, progress=progress):
+            uf.union(a, b)
     members: dict[int, list[int]] = {}
-    for i in known:
+    for i in range(len(hashes)):
         members.setdefault(uf.find(i), []).append(i)
     return sorted((sorted(m) for m in members.values() if len(m) > 1), key=lambda g: g[0])
 

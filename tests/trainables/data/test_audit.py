@@ -24,6 +24,7 @@ KEYS = [
     "ignored_files",
     "duplicate_groups",
     "cross_class_duplicates",
+    "conflicting_labels",
     "image_size",
 ]
 
@@ -37,7 +38,7 @@ def test_clean_folder_report_contract(busi_dir: Path) -> None:
     assert report["root"] == str(busi_dir)
     assert report["images"] == 8 and report["classes"] == {"normal": 2, "benign": 3, "malignant": 3}
     assert report["image_size"] == {"min": [56, 48], "median": [56, 48], "max": [90, 60]}
-    for key in KEYS[3:11]:
+    for key in KEYS[3:12]:
         assert report[key] == [], key
     assert audit.usable and audit.groups.tolist() == list(range(8))
     assert format_report(report).splitlines()[-1] == "usable"
@@ -58,6 +59,8 @@ def test_every_kind_of_finding(busi_dir: Path) -> None:
     assert report["ignored_files"] == ["normal/.DS_Store"]
     assert report["duplicate_groups"] == [["benign/benign (1).png", "malignant/zz copy.png"]]
     assert report["cross_class_duplicates"] == report["duplicate_groups"]
+    assert report["conflicting_labels"] == ["benign/benign (1).png", "malignant/zz copy.png"]
+    assert "conflicting labels" in format_report(report)
     assert run_audit(busi_dir, missing_mask="empty").usable
     strict = run_audit(busi_dir)  # missing_mask=error
     assert (

@@ -152,3 +152,45 @@ def test_concurrent_processes_build_one_entry(busi_dir: Path, own_cache: Path) -
         results = list(pool.map(_load_in_child, [str(busi_dir)] * 2, [str(own_cache)] * 2))
     assert results[0] == results[1]
     assert [p.name for p in (own_cache / "datasets").iterdir() if p.is_dir()] == [Path(results[0][0]).name]
+
+
+def _cross_class_copy(root: Path) -> None:
+    """benign (1) filed a second time as malignant: a duplicate group with contradictory labels."""
+    shutil.copy(root / "benign" / "benign (1).png", root / "malignant" / "zz copy.png")
+    shutil.copy(root / "benign" / "benign (1)_mask.png", root / "malignant" / "zz copy_mask.png")
+
+
+def test_conflicting_labels_are_dropped_and_listed(
+    busi_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cross_class_copy(busi_dir)
+    ds = load_dataset(_cfg(busi_dir), progress=False)  # default: drop
+    dropped = ["benign/benign (1).png", "malignant/zz copy.png"]
+    assert len(ds) == 7 and not set(dropped) & set(ds.paths)
+    assert ds.audit["dropped_conflicting"] == dropped and ds.audit["conflicting_policy"] == "drop"
+    assert ds.audit["conflicting_labels"] == dropped and ds.class_counts().tolist() == [2, 2, 3]
+    assert len(ds.images) == len(ds.masks) == len(ds.labels) == len(ds.groups) == len(ds.orig_sizes) == 7
+    assert ds.cache_path is not None
+    err = capsys.readouterr().err
+    assert "dropped 2 image(s)" in err and "benign (1).png" in err
+    kept = load_dataset(_cfg(busi_dir, conflicting_labels="keep"), progress=False)
+    assert len(kept) == 9 and kept.audit["dropped_conflicting"] == []
+    assert kept.cache_path == ds.cache_path  # one cache entry; the policy applies when opened
+
+
+def test_dropping_conflicting_labels_may_not_empty_a_class(tmp_path: Path) -> None:
+    from tests.trainables.data.conftest import make_folder
+
+    root = make_folder(tmp_path / "d", counts=(2, 1, 2))
+    _cross_class_copy(root)
+    with pytest.raises(DataError, match=r"no image in class.*benign.*conflicting_labels: keep"):
+        load_dataset(_cfg(root), progress=False)
+
+
+def test_dedup_settings_enter_the_key(busi_dir: Path) -> None:
+    from trainables.data.config import DedupConfig
+
+    base = load_dataset(_cfg(busi_dir), progress=False)
+    loose = load_dataset(_cfg(busi_dir, dedup=DedupConfig(hash_bits=20)), progress=False)
+    no_frames = load_dataset(_cfg(busi_dir, dedup=DedupConfig(frames=False)), progress=False)
+    assert len({base.cache_path, loose.cache_path, no_frames.cache_path}) == 3

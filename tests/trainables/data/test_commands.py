@@ -58,6 +58,28 @@ def test_splits_file_matches_the_cached_dataset(tmp_path: Path, monkeypatch: pyt
     assert [("benign/copy.png" in p) for p in parts] == [("benign/benign (1).png" in p) for p in parts]
 
 
+def test_splits_leave_out_conflicting_labels_like_the_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.trainables.data.conftest import make_folder
+
+    monkeypatch.setenv("BUS_CACHE_DIR", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "d", (6, 9, 7))
+    os.link(root / "benign" / "benign (1).png", root / "malignant" / "copy.png")  # filed under two classes
+    write_mask(root / "malignant" / "copy_mask.png", np.zeros((48, 56), bool))
+    out = tmp_path / "splits.json"
+    assert launch.main(["splits", str(root), "--out", str(out), "--folds", "2"]) == 0
+    assert "left out 2 image(s)" in capsys.readouterr().out
+    splits = json.loads(out.read_text(encoding="utf-8"))
+    named = set(splits["test"]).union(*(set(f["val"]) for f in splits["folds"]))
+    assert "malignant/copy.png" not in named and "benign/benign (1).png" not in named
+    validate_splits(splits, load_dataset(DataConfig(root=str(root), image_size=32), progress=False))
+    keep = tmp_path / "keep.json"
+    assert launch.main(["splits", str(root), "--out", str(keep), "--conflicting-labels", "keep"]) == 0
+    kept = json.loads(keep.read_text(encoding="utf-8"))
+    assert "malignant/copy.png" in set(kept["test"]).union(*(set(f["val"]) for f in kept["folds"]))
+
+
 def test_splits_refuses_unusable_data(busi_dir: Path, tmp_path: Path, capsys) -> None:
     (busi_dir / "benign" / "benign (1).png").write_bytes(b"")
     assert launch.main(["splits", str(busi_dir), "--out", str(tmp_path / "s.json")]) == 2

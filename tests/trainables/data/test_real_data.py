@@ -49,8 +49,11 @@ def test_busi_subset_audit_reports_the_multi_mask_images(busi_subset: Path, tmp_
     assert report["size_mismatch"] == [
         {"image": "benign/benign (4).png", "mask": "benign/benign (4)_mask_1.png"}
     ]
-    assert ["malignant/malignant (4).png", "malignant/malignant (5).png"] in report["duplicate_groups"]
-    assert report["cross_class_duplicates"] == []
+    # one lesion's frames malignant (3)..(9) form one group (hash copies + same-lesion frames), and so do
+    # (27)/(28), which the hash alone left apart
+    assert [f"malignant/malignant ({k}).png" for k in range(3, 10)] in report["duplicate_groups"]
+    assert ["malignant/malignant (27).png", "malignant/malignant (28).png"] in report["duplicate_groups"]
+    assert report["cross_class_duplicates"] == [] and report["conflicting_labels"] == []
 
 
 def test_busi_subset_cache_and_splits(
