@@ -113,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--storage", default="runs", metavar="PATH|URI", help="local folder, NFS path, s3://, gs://"
     )
-    p.add_argument("--name", help="experiment name (default: the spec's name)")
+    p.add_argument(
+        "--name",
+        help="experiment folder name inside --storage (default: the spec's name; letters, digits, . _ + -)",
+    )
     p.add_argument(
         "--address", help="join a Ray cluster: auto | HOST:PORT | ray://HOST:PORT (default: local Ray)"
     )
@@ -121,7 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the experiment of the same name")
     group.add_argument(
-        "--overwrite", action="store_true", help="delete an existing experiment of that name first"
+        "--overwrite",
+        action="store_true",
+        help="replace an existing experiment of that name (only an experiment folder; it is kept aside "
+        "until the new run has started)",
     )
 
     p = _verb(sub, "resume", "search.commands:cmd_resume", "resume an interrupted search from its folder")
@@ -180,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--gpu", action="store_true", help="alias of --device cuda (fails clearly without a GPU)")
     p.add_argument("--tta", action="store_true", help="average over horizontal-flip test-time augmentation")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into the input folder tree and over existing masks that predict did not write "
+        "(never over an input file)",
+    )
+    p.add_argument(
+        "--overlay-max-side",
+        type=int,
+        default=1024,
+        metavar="PX",
+        help="longest side of overlays and visualizations (0: the image's own size); masks are always "
+        "written at the original size",
+    )
 
     p = _verb(
         sub,

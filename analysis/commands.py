@@ -145,6 +145,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from analysis.predict import (
         PredictError,
         Predictor,
+        check_outputs,
         format_probs,
         predict_folder,
         save_mask,
@@ -170,6 +171,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input_dir and not Path(args.input_dir).is_dir():
         print(f"error: --input-dir {args.input_dir}: not a folder", file=sys.stderr)
         return BAD_INPUT
+    force, max_side = bool(getattr(args, "force", False)), int(getattr(args, "overlay_max_side", 1024))
+    if max_side < 0:
+        print(
+            f"error: --overlay-max-side {max_side}: expected 0 (full size) or a positive size",
+            file=sys.stderr,
+        )
+        return BAD_INPUT
+    if args.image:
+        # the mask goes to --out-dir, else beside --out, else here; never over the input, its folder (where
+        # a BUSI set keeps "<stem>_mask.png", the expert's ground truth) or a mask predict did not write
+        image = Path(args.image)
+        out_dir = Path(args.out_dir or (Path(args.out).parent if args.out else "."))
+        mask_path = out_dir / f"{image.stem}_mask.png"
+        viz_path = Path(args.out) if args.out else out_dir / f"{image.stem}_viz.png"
+        try:
+            check_outputs([mask_path, viz_path], [image], image.parent, force)
+        except PredictError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return BAD_INPUT
     try:
         predictor = Predictor(args.model, device, args.tta)
     except PredictError as exc:
@@ -183,19 +203,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except DataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return BAD_INPUT
-        # the mask goes to --out-dir, else beside --out, else here; never over a file we did not ask for
-        # (run inside a BUSI folder, "<stem>_mask.png" is the expert's ground truth)
-        out_dir = Path(args.out_dir or (Path(args.out).parent if args.out else "."))
-        stem = Path(args.image).stem
-        mask_path = out_dir / f"{stem}_mask.png"
-        if not args.out_dir and mask_path.exists():
-            print(
-                f"error: {mask_path} exists; pass --out-dir to choose where the predicted mask goes",
-                file=sys.stderr,
-            )
-            return BAD_INPUT
         mask = save_mask(pred.mask, mask_path)
-        viz = save_visualization(pred, gray, Path(args.out) if args.out else out_dir / f"{stem}_viz.png")
+        viz = save_visualization(pred, gray, viz_path, max_side)
         print(format_probs(pred))
         print(f"mask: {mask}")
         print(f"visualization: {viz}")
@@ -204,7 +213,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     def report_error(path: str, message: str) -> None:
         print(f"skipped: {message}", file=sys.stderr)
 
-    result = predict_folder(predictor, args.input_dir, args.out_dir, progress=True, on_error=report_error)
+    try:
+        result = predict_folder(
+            predictor, args.input_dir, args.out_dir, True, report_error, force=force, max_side=max_side
+        )
+    except PredictError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return BAD_INPUT
     print(f"{len(result.predictions)} image(s) predicted -> {result.csv_path}")
     if result.skipped_masks:
         print(f"({result.skipped_masks} *_mask files left out)")

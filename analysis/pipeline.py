@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -119,12 +118,19 @@ class PipelineRun:
 def pipeline_folder(pipeline: Pipeline, storage: str | Path, name: str | None, smoke: bool) -> Path:
     """``<storage>/<name>``; the default name is the pipeline's, with ``-smoke`` for a smoke run, so a smoke
     run never meets the results of a full one."""
+    from trainables.spec import check_name
+
     text = str(storage)
     if "://" in text:
         raise PipelineInputError(
             f"--storage {text}: the pipeline analyses each stage from its folder, so it needs a local or "
             "mounted path (on a cluster: a shared file system path such as /mnt/shared/runs)"
         )
+    if name is not None:
+        try:
+            check_name(name)  # a folder name, so the pipeline folder lies strictly inside the storage
+        except ValueError as exc:
+            raise PipelineInputError(f"--name: {exc}") from None
     return Path(text).expanduser().resolve() / (name or (pipeline.name + ("-smoke" if smoke else "")))
 
 
@@ -326,11 +332,12 @@ def run_final_refit(
     """Refit the refit stage's winner on all development images, test it once, predict a few held-out
     images from their files with the bundle; skipped when done for the same winner."""
     from analysis.refit import REPORT_NAME, choose, run_refit
+    from search.tuner import Location, Replaced
 
     cfg = pipeline.config
     name = cfg.refit_stage
     record = state.stage(name) or {}
-    exp = Path(record["exp_dir"])
+    exp = state.folder / name  # this pipeline's own stage folder (also after the pipeline folder moved)
     out = exp / "refit"
     n_boot = cfg.smoke.n_boot if smoke else cfg.refit.n_boot
     key = normalise({"stage": name, "trial_id": record["winner"]["trial_id"], "resolved_hash": record["resolved_hash"],
@@ -340,18 +347,27 @@ def run_final_refit(
         log(f"\n=== refit of {name}: done (trial {key['trial_id']})")
         return previous
     log(f"\n=== refit of {name}: trial {key['trial_id']} on all development images, then the test set")
-    if out.exists():
-        shutil.rmtree(out)  # an interrupted or outdated refit of this pipeline's own stage
+    # An interrupted or outdated refit of this stage is kept aside until the new one is done, and comes
+    # back if the new one fails.
+    replaced = Replaced.set_aside(Location(str(exp), out.name), kind="refit") if out.exists() else None
     state.data["refit"] = {"status": "running", "key": key, "started": now()}
     state.save()
     t = time.monotonic()
-    chosen = choose(exp, metric=record.get("rank_by"))
-    if str(chosen.trial_id) != key["trial_id"]:
-        raise PipelineError(
-            f"refit: the analysis chose trial {key['trial_id']} but refit picked {chosen.trial_id}"
-        )
-    report = run_refit(chosen, out, cfg.refit.epochs, cfg.refit.device, n_boot=n_boot)
-    examples = predict_examples(Path(report["outputs"]["bundle"]), chosen, out / "examples", cfg.refit.device)
+    try:
+        chosen = choose(exp, metric=record.get("rank_by"))
+        if str(chosen.trial_id) != key["trial_id"]:
+            raise PipelineError(
+                f"refit: the analysis chose trial {key['trial_id']} but refit picked {chosen.trial_id}"
+            )
+        report = run_refit(chosen, out, cfg.refit.epochs, cfg.refit.device, n_boot=n_boot)
+        bundle = Path(report["outputs"]["bundle"])
+        examples = predict_examples(bundle, chosen, out / "examples", cfg.refit.device)
+    except BaseException:
+        if replaced is not None:
+            replaced.restore()
+        raise
+    if replaced is not None:
+        replaced.discard()
     refit = {
         "status": "done", "key": key, "stage": name, "trial_id": key["trial_id"], "out_dir": str(out),
         "epochs": report.get("epochs"), "epochs_rule": report.get("epochs_rule"), "dev_images": report.get("dev_images"),

@@ -2,7 +2,9 @@
 
 The bundle is loaded once (safetensors, no pickle) and carries its preprocessing: the working size and
 resize mode (``letterbox`` pads, ``stretch`` scales); the network normalises its input itself. Each image
-is read as gray, resized like the training data, run in float32 (with ``tta``: averaged with its
+is read as gray, resized like the training data, run with the validation's precision (``train.amp:
+auto``: bf16 autocast on CUDA and on CPUs with bf16 hardware, about 2.8x faster than fp32 there, else
+float32; ``amp="off"`` forces float32) and ``channels_last`` weights (with ``tta``: averaged with its
 horizontal flip), and the lesion probability map is mapped back to the original size
 (:func:`trainables.data.resize.undo_resize`) and thresholded by :func:`trainables.metrics.lesion_mask`
 (the validation's rule). The same image always gives the same output: eval mode, no sampling,
@@ -12,6 +14,12 @@ Per image: class probabilities in the bundle's class order, the predicted class 
 area in pixels at the original size, and a consistency flag: ``normal_with_lesion`` (the classifier says
 normal but at least ``min_area`` pixels are segmented) or ``lesion_class_without_lesion`` (a lesion class
 but fewer pixels than that).
+
+Outputs never destroy inputs (:func:`check_outputs`): an output that is an input file is refused, and so,
+unless forced, is one inside the input folder tree or over an existing mask that predict did not write
+(ground truth); predict's own PNGs carry a ``Software`` text chunk that tells them apart. Masks are
+written at the original size; overlays and figures are drawn at most :data:`OVERLAY_MAX_SIDE` pixels
+on their longest side, so a huge image does not cost its size in float64 RGB.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables.data.errors import DataError
+from trainables.data.errors import DataError, listing
 from trainables.data.imageio import read_gray
 from trainables.data.resize import resize_image, undo_resize
 from trainables.metrics import lesion_mask, lesion_probs
@@ -35,6 +43,8 @@ from trainables.metrics import lesion_mask, lesion_probs
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MASK_STEM = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
 DEFAULT_MIN_AREA = 10
+OVERLAY_MAX_SIDE = 1024  # longest side of overlays and figures, px (masks stay at full size)
+OUTPUT_TAG = "bus-search predict"  # PNG "Software" text of every file predict writes
 
 
 class PredictError(ValueError):
@@ -42,15 +52,18 @@ class PredictError(ValueError):
 
 
 def forward_probs(
-    models: Sequence[torch.nn.Module], x: torch.Tensor, tta: bool = False
+    models: Sequence[torch.nn.Module], x: torch.Tensor, tta: bool = False, amp: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean lesion probability ``[B,1,H,W]`` and class probabilities ``[B,K]`` over ``models`` (and the
-    horizontal flip of ``x`` with ``tta``); probabilities are averaged, not logits."""
+    horizontal flip of ``x`` with ``tta``); probabilities are averaged, not logits. ``amp`` as
+    ``train.amp`` (:func:`trainables.device.amp_settings`); the models are put in ``channels_last``."""
+    from trainables.device import amp_settings, autocast, to_channels_last
+
     seg_sum = cls_sum = None
     n = 0
     views = [False, True] if tta else [False]
-    with torch.inference_mode():
-        for model in models:
+    with torch.inference_mode(), autocast(x.device, amp_settings(x.device, amp)):
+        for model in map(to_channels_last, models):
             for flip in views:
                 inp = torch.flip(x, dims=[-1]) if flip else x
                 seg_logits, cls_logits = model(inp)
@@ -71,9 +84,11 @@ def predict_arrays(
     batch_size: int = 16,
     tta: bool = False,
     progress: bool = False,
+    amp: str = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Working-size ``uint8[N,S,S]`` images -> lesion probabilities ``float32[N,S,S]`` and class
-    probabilities ``float64[N,K]`` (``progress``: a bar per batch on stderr)."""
+    probabilities ``float64[N,K]`` (``progress``: a bar per batch on stderr; ``amp``: see
+    :func:`forward_probs`)."""
     from tqdm import tqdm
 
     segs, clss = [], []
@@ -83,7 +98,7 @@ def predict_arrays(
     ):
         batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
         x = batch.to(device).unsqueeze(1).float().div_(255.0)
-        seg, cls = forward_probs(models, x, tta)
+        seg, cls = forward_probs(models, x, tta, amp)
         segs.append(seg[:, 0].cpu().numpy().astype(np.float32))
         clss.append(cls.cpu().numpy().astype(np.float64))
     return np.concatenate(segs), np.concatenate(clss)
@@ -224,28 +239,78 @@ def overlay(
     return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
 
 
+def _pnginfo() -> Any:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", OUTPUT_TAG)
+    return info
+
+
+def is_own_output(path: str | Path) -> bool:
+    """Whether ``path`` is a PNG that predict wrote (its ``Software`` text chunk), e.g. an earlier
+    prediction that may be replaced, as opposed to a ground-truth mask."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "text", {}).get("Software") == OUTPUT_TAG
+    except (OSError, UnidentifiedImageError, ValueError):
+        return False
+
+
+def fit_for_display(
+    gray: np.ndarray, prob_map: np.ndarray | None, mask: np.ndarray | None, max_side: int = OVERLAY_MAX_SIDE
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``gray``, ``prob_map`` and ``mask`` shrunk (area averaging) so that the longest side is at most
+    ``max_side`` (0: unchanged), for drawing; a lesion pixel anywhere in a shrunk pixel keeps it lesion."""
+    from PIL import Image
+
+    h, w = gray.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return gray, prob_map, mask
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    box = Image.Resampling.BOX
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(gray, dtype=np.uint8)).resize(size, box))
+    probs = None
+    if prob_map is not None:
+        probs = np.asarray(Image.fromarray(prob_map.astype(np.float32), mode="F").resize(size, box))
+    lesion = None
+    if mask is not None:
+        lesion = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, box)) > 0
+    return small, probs, lesion
+
+
 def save_mask(mask: np.ndarray, path: str | Path) -> Path:
-    """The mask as a 0/255 gray PNG at its own (original) size."""
+    """The mask as a 0/255 gray PNG at its own (original) size, tagged as predict's output."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(path)
+    Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(path, pnginfo=_pnginfo())
     return path
 
 
-def save_overlay(pred: Prediction, gray: np.ndarray, path: str | Path) -> Path:
-    """:func:`overlay` of a prediction as PNG at the original size."""
+def save_overlay(
+    pred: Prediction, gray: np.ndarray, path: str | Path, max_side: int = OVERLAY_MAX_SIDE
+) -> Path:
+    """:func:`overlay` of a prediction as PNG, at most ``max_side`` px on its longest side."""
     from PIL import Image
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(overlay(gray, pred.prob_map, pred.mask)).save(path)
+    Image.fromarray(overlay(*fit_for_display(gray, pred.prob_map, pred.mask, max_side))).save(
+        path, pnginfo=_pnginfo()
+    )
     return path
 
 
-def save_visualization(pred: Prediction, gray: np.ndarray, path: str | Path) -> Path:
-    """A figure: the image with heat map and contour, and the class probabilities as bars."""
+def save_visualization(
+    pred: Prediction, gray: np.ndarray, path: str | Path, max_side: int = OVERLAY_MAX_SIDE
+) -> Path:
+    """A figure: the image with heat map and contour (drawn at most ``max_side`` px on its longest
+    side), and the class probabilities as bars."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -254,7 +319,7 @@ def save_visualization(pred: Prediction, gray: np.ndarray, path: str | Path) -> 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, (ax_img, ax_bar) = plt.subplots(1, 2, figsize=(11, 5), width_ratios=[1.4, 1], layout="constrained")
-    ax_img.imshow(overlay(gray, pred.prob_map, pred.mask))
+    ax_img.imshow(overlay(*fit_for_display(gray, pred.prob_map, pred.mask, max_side)))
     ax_img.set_axis_off()
     ax_img.set_title(
         f"{Path(pred.path).name}: lesion {pred.area_px} px (red contour, heat = probability)", fontsize=10
@@ -275,20 +340,92 @@ def save_visualization(pred: Prediction, gray: np.ndarray, path: str | Path) -> 
     if pred.flag:
         title += f"\n(warning: {pred.flag.replace('_', ' ')})"
     ax_bar.set_title(title)
-    fig.savefig(path, dpi=100)
+    metadata = {"Software": OUTPUT_TAG} if path.suffix.lower() == ".png" else None
+    fig.savefig(path, dpi=100, metadata=metadata)
     plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------------------------ outputs
+
+
+def check_outputs(
+    outputs: Iterable[str | Path], inputs: Iterable[str | Path], input_tree: str | Path, force: bool = False
+) -> None:
+    """Raise :class:`PredictError` for outputs that would destroy or pollute the inputs: one that is an
+    input file (always), and, unless ``force``, one inside ``input_tree`` or over an existing mask that
+    predict did not write (a ground truth mask)."""
+    tree = Path(input_tree).resolve()
+    taken = {Path(p).resolve() for p in inputs}
+    inputs_hit, in_tree, masks = [], [], []
+    for out in outputs:
+        path = Path(out).resolve()
+        if path in taken:
+            inputs_hit.append(str(out))
+        elif force:
+            continue
+        elif path.is_relative_to(tree):
+            in_tree.append(str(out))
+        elif path.exists() and _MASK_STEM.search(path.stem) and not is_own_output(path):
+            masks.append(str(out))
+    problems = []
+    if inputs_hit:
+        problems.append(f"would overwrite input file(s) {listing(inputs_hit)}; choose another output path")
+    if in_tree:
+        problems.append(
+            f"would write {listing(in_tree)} into the input folder {input_tree} (beside the images and their "
+            "masks); pass --out-dir (and --out) outside it, or --force"
+        )
+    if masks:
+        problems.append(
+            f"would overwrite existing mask(s) that predict did not write (ground truth?): {listing(masks)}; "
+            "choose another --out-dir, or pass --force"
+        )
+    if problems:
+        raise PredictError("refusing to write: " + "\n".join(problems))
+
+
+def output_stems(rels: Sequence[Path]) -> list[Path]:
+    """The relative stem that names each input's outputs: its own stem, or, where inputs of one folder
+    share a stem (``x.png`` and ``x.jpg``, or ``X.png`` and ``x.png``), stem + ``_`` + extension, and a
+    ``-2``, ``-3``... where that is taken too; so no two inputs write one file, on any file system."""
+    from collections import Counter
+
+    def key(p: Path) -> str:
+        return p.with_suffix("").as_posix().casefold()
+
+    shared = Counter(key(r) for r in rels)
+    taken: set[str] = set()
+    stems = []
+    for rel in rels:
+        stem = rel.with_suffix("")
+        if shared[key(rel)] > 1:
+            stem = rel.parent / f"{rel.stem}_{rel.suffix.lstrip('.').lower()}"
+        candidate, n = stem, 2
+        while candidate.as_posix().casefold() in taken:
+            candidate, n = stem.parent / f"{stem.name}-{n}", n + 1
+        taken.add(candidate.as_posix().casefold())
+        stems.append(candidate)
+    return stems
 
 
 # ------------------------------------------------------------------------------------------ folder
 
 
-def list_images(folder: str | Path) -> tuple[list[Path], list[Path]]:
-    """Image files under ``folder`` (recursive, sorted) and the ``*_mask*`` files left out."""
+def list_images(folder: str | Path, exclude: Sequence[str | Path] = ()) -> tuple[list[Path], list[Path]]:
+    """Image files under ``folder`` (recursive, sorted) and the ``*_mask*`` files left out; files under
+    an ``exclude`` folder (predict's own output folder) are not listed at all."""
     folder = Path(folder)
     if not folder.is_dir():
         raise PredictError(f"--input-dir {folder}: not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    skip = [Path(p).resolve() for p in exclude]
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(p.resolve().is_relative_to(s) for s in skip)
+    )
     masks = [p for p in files if _MASK_STEM.search(p.stem)]
     return [p for p in files if not _MASK_STEM.search(p.stem)], masks
 
@@ -309,39 +446,67 @@ def predict_folder(
     out_dir: str | Path,
     progress: bool = True,
     on_error: Callable[[str, str], None] | None = None,
+    force: bool = False,
+    max_side: int = OVERLAY_MAX_SIDE,
 ) -> FolderResult:
-    """Every image of ``input_dir``: masks and overlays mirrored under ``out_dir``, ``predictions.csv``;
-    an unreadable file is reported (``failures.csv``, ``on_error``) and skipped."""
+    """Every image of ``input_dir``: masks and overlays mirrored under ``out_dir`` (one name per input,
+    :func:`output_stems`), ``predictions.csv`` with a row appended as each image is done (an
+    interrupted run keeps what it did); an unreadable file is reported (``failures.csv``,
+    ``on_error``) and skipped. ``out_dir`` inside ``input_dir`` is refused unless ``force``, and is
+    then never read as input; see :func:`check_outputs` for the files it will not overwrite."""
     from tqdm import tqdm
 
     input_dir, out_dir = Path(input_dir), Path(out_dir)
-    files, masks = list_images(input_dir)
+    inside = out_dir.resolve().is_relative_to(input_dir.resolve())
+    if inside and not force:
+        raise PredictError(
+            f"--out-dir {out_dir} is inside --input-dir {input_dir}: its masks and overlays would land beside "
+            "the images (and be read as input by the next run); choose an --out-dir outside it, or pass "
+            "--force (the output folders are then left out of the input)"
+        )
+    own = [out_dir / "masks", out_dir / "overlays"] if out_dir.resolve() == input_dir.resolve() else [out_dir]
+    files, masks = list_images(input_dir, exclude=own if inside else ())
+    stems = output_stems([f.relative_to(input_dir) for f in files])
+    planned = [
+        (out_dir / "masks" / f"{s}_mask.png", out_dir / "overlays" / f"{s}_overlay.png") for s in stems
+    ]
+    check_outputs([p for pair in planned for p in pair], [*files, *masks], input_dir, force)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "failures.csv").unlink(missing_ok=True)  # an earlier run's list; this run writes its own
     preds: list[Prediction] = []
     failures: list[tuple[str, str]] = []
-    rows: list[dict[str, Any]] = []
-    for file in tqdm(files, desc="predict", unit="img", disable=not progress):
-        rel = file.relative_to(input_dir)
-        try:
-            pred, gray = predictor.predict_file(file)
-        except DataError as exc:
-            failures.append((str(file), exc.reason if getattr(exc, "reason", None) else str(exc)))
-            if on_error is not None:
-                on_error(str(file), str(exc))
-            continue
-        stem = rel.with_suffix("")
-        mask_path = save_mask(pred.mask, out_dir / "masks" / f"{stem}_mask.png")
-        overlay_path = save_overlay(pred, gray, out_dir / "overlays" / f"{stem}_overlay.png")
-        preds.append(pred)
-        rows.append(_csv_row(pred, rel.as_posix(), mask_path, overlay_path, out_dir))
     csv_path = out_dir / "predictions.csv"
-    _write_csv(csv_path, rows, predictor.class_names)
-    if failures:
-        with (out_dir / "failures.csv").open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "error"])
-            writer.writerows(failures)
+    with csv_path.open("w", newline="", encoding="utf-8") as csv_file:
+        writer = csv.DictWriter(csv_file, fieldnames=_csv_fields(predictor.class_names))
+        writer.writeheader()
+        csv_file.flush()
+        for file, (mask_out, overlay_out) in zip(
+            tqdm(files, desc="predict", unit="img", disable=not progress), planned
+        ):
+            rel = file.relative_to(input_dir)
+            try:
+                pred, gray = predictor.predict_file(file)
+            except DataError as exc:
+                failures.append((str(file), exc.reason if getattr(exc, "reason", None) else str(exc)))
+                _append_failure(out_dir / "failures.csv", failures[-1])
+                if on_error is not None:
+                    on_error(str(file), str(exc))
+                continue
+            mask_path = save_mask(pred.mask, mask_out)
+            overlay_path = save_overlay(pred, gray, overlay_out, max_side)
+            preds.append(pred)
+            writer.writerow(_csv_row(pred, rel.as_posix(), mask_path, overlay_path, out_dir))
+            csv_file.flush()
     return FolderResult(preds, failures, csv_path, len(masks))
+
+
+def _append_failure(path: Path, failure: tuple[str, str]) -> None:
+    new = not path.exists()
+    with path.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(["path", "error"])
+        writer.writerow(failure)
 
 
 def _csv_row(
@@ -359,20 +524,9 @@ def _csv_row(
     return row
 
 
-def _write_csv(path: Path, rows: Iterable[dict[str, Any]], class_names: Sequence[str]) -> None:
-    fields = [
-        "path",
-        *(f"prob_{n}" for n in class_names),
-        "predicted_class",
-        "lesion_area_px",
-        "flag",
-        "mask",
-        "overlay",
-    ]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+def _csv_fields(class_names: Sequence[str]) -> list[str]:
+    return ["path", *(f"prob_{n}" for n in class_names), "predicted_class", "lesion_area_px", "flag", "mask",
+            "overlay"]  # fmt: skip
 
 
 def format_probs(pred: Prediction) -> str:

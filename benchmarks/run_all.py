@@ -65,6 +65,27 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "gpu": ([], []),
     "dedup_busi": ([], []),  # needs BUS_REAL_DATA; prints a skip line without it
+    "cpu_speed": (
+        [],
+        [
+            "--steps",
+            "1",
+            "--rounds",
+            "1",
+            "--infer-repeats",
+            "1",
+            "--batch",
+            "4",
+            "--size",
+            "32",
+            "--n-per-class",
+            "6",
+            "10",
+            "8",
+            "--encoder",
+            "tu-test_efficientnet",
+        ],
+    ),
 }
 
 

@@ -10,7 +10,11 @@
   these paths). Nothing ever falls back to random weights.
 - A path (``.pth``/``.pt``/``.bin`` through ``torch.load(weights_only=True)``, or ``.safetensors``) is
   matched against the encoder's keys (common prefixes such as ``module.``/``encoder.`` are handled);
-  missing/unexpected keys are reported, and a file that matches nothing is an error.
+  missing/unexpected keys are reported, and a file that matches nothing is an error. A missing file is a
+  :class:`MissingWeightsError` too.
+- :func:`require_cached` and :func:`file_problem` tell, without building anything, whether an encoder's
+  weights can be loaded on this machine, so that a search can refuse before its trials start (they run
+  in their own folders, on other nodes, and would each fail the same way).
 """
 
 from __future__ import annotations
@@ -95,6 +99,35 @@ def hf_cache_dir() -> str:
     from huggingface_hub import constants
 
     return str(constants.HF_HUB_CACHE)
+
+
+def absolute_path(weights: str | None, base: str | Path | None = None) -> str | None:
+    """``weights`` with a relative file path made absolute against ``base`` (default: the current folder);
+    names and None unchanged. Ray trials run in their own folders, where a relative path names nothing."""
+    if weights is None or is_named(weights):
+        return weights
+    path = Path(weights).expanduser()
+    if not path.is_absolute():
+        path = Path(base if base is not None else Path.cwd()) / path
+    return os.path.normpath(path)  # symlinks kept: a shared mount may be reached through one on every node
+
+
+def file_problem(weights: str) -> str | None:
+    """Why the weights file ``weights`` cannot be read here (None when it can), without reading it: a
+    relative path, a suffix other than :data:`WEIGHT_SUFFIXES`, a missing or unreadable file."""
+    path = Path(weights)
+    if not path.is_absolute():
+        return (
+            f"encoder weights {weights!r}: a relative path; give an absolute one (trials run in their own "
+            "folders, on any node; `launch.py search` makes it absolute against the current folder)"
+        )
+    if path.suffix not in WEIGHT_SUFFIXES:
+        return f"encoder weights {weights!r}: expected one of {', '.join(WEIGHT_SUFFIXES)}"
+    if not path.is_file():
+        return f"encoder weights file {weights!r} does not exist"
+    if not os.access(path, os.R_OK):
+        return f"encoder weights file {weights!r} is not readable"
+    return None
 
 
 def is_named(weights: str | None) -> bool:
@@ -182,7 +215,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a ``.safetensors`` or ``.pth``/``.pt``/``.bin`` file, loaded without unpickling code."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"encoder weights file {str(path)!r} does not exist")
+        raise MissingWeightsError(f"encoder weights file {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from search.failures import FatalTrialError, WandbLoginError
 from trainables.data.errors import DataError
 from trainables.schema import SpecError
 
@@ -29,11 +30,13 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 def _load(args: argparse.Namespace) -> SearchSpec:
     from search.config import load_search_spec
+    from search.space import absolute_weight_paths
 
     spec = load_search_spec(args.spec, _overrides(args))
     if spec.data.root is not None and not Path(spec.data.root).is_absolute():
         # The saved spec.yaml must work from any folder (resume, analysis).
         spec.data.root = str(Path(spec.data.root).expanduser().resolve())
+    absolute_weight_paths(spec)  # trials run in their own folders: weight files by absolute path
     return spec
 
 
@@ -67,7 +70,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             resume=bool(getattr(args, "resume", False)),
             overwrite=bool(getattr(args, "overwrite", False)),
         )
-    except (SpecError, DataError, ExperimentError, ResourceError) as exc:
+    except (SpecError, DataError, ExperimentError, ResourceError, FatalTrialError, WandbLoginError) as exc:
         return _fail(exc)
     return _summary(results)
 
@@ -79,7 +82,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     try:
         results = restore_search(args.exp_dir, address=getattr(args, "address", None))
-    except (SpecError, DataError, ExperimentError, ResourceError) as exc:
+    except (SpecError, DataError, ExperimentError, ResourceError, FatalTrialError, WandbLoginError) as exc:
         return _fail(exc)
     return _summary(results)
 

@@ -156,12 +156,23 @@ class CheckpointConfig:
     )
 
 
+def wandb_netrc_login(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether ``wandb login`` stored a key for the W&B host (``WANDB_BASE_URL`` in ``environ``, else
+    wandb's default) in the netrc file wandb reads ($NETRC, else ~/.netrc, mode 0600): the way to be
+    online without a key in any environment, so none reaches Ray's runtime envs and their logs."""
+    from wandb.sdk.lib import urls
+    from wandb.sdk.lib.wbauth import read_netrc_auth
+
+    return read_netrc_auth(host=environ.get("WANDB_BASE_URL") or urls.DEFAULT_BASE_URL) is not None
+
+
 @dataclass
 class WandbConfig:
     """Weights & Biases logging: one run per trial, grouped by experiment."""
 
     mode: Literal["auto", "online", "offline", "disabled"] = field(
-        default="auto", metadata={"help": "auto = online with WANDB_API_KEY, else offline"}
+        default="auto",
+        metadata={"help": "auto = online with WANDB_API_KEY or a `wandb login` (netrc), else offline"},
     )
     project: str | None = field(
         default=None, metadata={"help": f"null = $WANDB_PROJECT or {DEFAULT_PROJECT}"}
@@ -169,10 +180,11 @@ class WandbConfig:
     entity: str | None = None
 
     def resolved_mode(self, environ: Mapping[str, str] = os.environ) -> str:
-        """online / offline / disabled; ``auto`` is online only with WANDB_API_KEY in the environment."""
+        """online / offline / disabled; ``auto`` is online with W&B credentials (WANDB_API_KEY in
+        ``environ``, or :func:`wandb_netrc_login`), else offline."""
         if self.mode != "auto":
             return self.mode
-        return "online" if environ.get("WANDB_API_KEY") else "offline"
+        return "online" if environ.get("WANDB_API_KEY") or wandb_netrc_login(environ) else "offline"
 
     def resolved_project(self, environ: Mapping[str, str] = os.environ) -> str:
         return self.project or environ.get("WANDB_PROJECT") or DEFAULT_PROJECT

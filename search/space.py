@@ -580,3 +580,84 @@ def point_errors(
             elif value is not None and not space[key].contains(value):
                 errors.append(f"{where}: {value!r} is outside {space[key].describe()}")
     return errors
+
+
+# ------------------------------------------------------------------------------- encoder weights
+
+WEIGHTS_KEY = "model.encoder_weights"
+ENCODER_KEY = "model.encoder"
+
+
+def absolute_weight_paths(spec: Any, base: str | None = None) -> None:
+    """Make every ``model.encoder_weights`` path the spec can use absolute (the spec's own value, the
+    space's ``choice``/``grid`` values and ``points_to_evaluate``), in place, against ``base`` (default:
+    the current folder): trials run in their own folders, where a relative path names nothing."""
+    from model_zoo.weights import absolute_path
+
+    spec.model.encoder_weights = absolute_path(spec.model.encoder_weights, base)
+    entry = spec.search.space.get(WEIGHTS_KEY)
+    if isinstance(entry, dict):
+        for dist in DISCRETE:
+            if isinstance(entry.get(dist), list):
+                entry[dist] = [absolute_path(v, base) if isinstance(v, str) else v for v in entry[dist]]
+    for point in spec.search.points_to_evaluate:
+        if isinstance(point.get(WEIGHTS_KEY), str):
+            point[WEIGHTS_KEY] = absolute_path(point[WEIGHTS_KEY], base)
+
+
+def weight_pairs(spec: Any, space: Space) -> list[tuple[str, str | None]]:
+    """Every ``(model.encoder, model.encoder_weights)`` a trial can run with, conditions respected: the
+    grid of the two parameters and the parameters they depend on, each point resolved as a trial's is."""
+    keys = [k for k in (ENCODER_KEY, WEIGHTS_KEY) if k in space.keys]
+    needed = {a for k in keys for a in _ancestors(space, k)} | set(keys)
+    sub = Space(tuple(p for p in space.params if p.key in needed))
+    pairs: dict[tuple[str, str | None], None] = {}
+    for point in sub.grid_points() if sub.params else [{}]:
+        overrides = sub.resolve(point)
+        encoder = overrides.get(ENCODER_KEY, spec.model.encoder)
+        weights = overrides.get(WEIGHTS_KEY, spec.model.encoder_weights)
+        pairs[(encoder, weights)] = None
+    return list(pairs)
+
+
+def weights_errors(spec: Any, space: Space) -> list[str]:
+    """Why some encoder the space can draw cannot get its ``encoder_weights`` on this machine (empty
+    when all can): checked on the driver before Ray starts, since every such trial would fail (and be
+    retried) the same way. Missing named weights end with the commands that fetch them."""
+    from model_zoo.weights import MissingWeightsError, file_problem, is_named, require_cached
+
+    errors: list[str] = []
+    missing: dict[str, list[str]] = {}  # weight-set name -> encoders without it in the cache
+    for encoder, weights in weight_pairs(spec, space):
+        if weights is None:
+            continue
+        problem = None
+        if is_named(weights):
+            try:
+                require_cached(encoder, weights)
+            except MissingWeightsError as exc:
+                missing.setdefault(weights, []).append(encoder)
+                problem = str(exc)
+            except ValueError as exc:  # no weight set of that name for this encoder
+                problem = str(exc)
+        elif (problem := file_problem(weights)) is not None:
+            problem += (
+                "; the file must exist at this absolute path on every node (`ray job submit --working-dir` "
+                "does not carry *.pth / *.safetensors, see .rayignore and docs/cluster.md)"
+            )
+        if problem is not None:
+            errors.append(f"{WEIGHTS_KEY}: model.encoder={encoder}: {problem}")
+    for weights, encoders in missing.items():
+        flag = "" if weights == "imagenet" else f" --weights {weights}"
+        errors.append(
+            f"{WEIGHTS_KEY}: fetch every missing one at once where there is internet: "
+            f"python launch.py fetch-weights {' '.join(encoders)}{flag}"
+        )
+    return errors
+
+
+def check_weights(spec: Any, space: Space) -> None:
+    """Raise :class:`SpecError` listing :func:`weights_errors` (nothing when every weight is here)."""
+    errors = weights_errors(spec, space)
+    if errors:
+        raise SpecError(errors)

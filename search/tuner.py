@@ -3,7 +3,13 @@
 ``<storage>/<name>/`` (a local folder, an NFS path, ``s3://`` or ``gs://``) holds Tune's own state and
 trial folders plus ``spec.yaml`` (the resolved spec), ``splits.json`` (the one split every trial used) and
 ``data.json`` (data fingerprint and audit summary): analysis and resume need nothing else. Starting a
-search whose folder exists is an error unless ``resume`` (continue it) or ``overwrite`` (delete it first).
+search whose folder exists is an error unless ``resume`` (continue it) or ``overwrite`` (replace it).
+
+``overwrite`` never loses anything by mistake: the name must be a valid experiment name (no paths, so the
+folder lies strictly inside the storage), the folder must be an experiment of this tool (its ``spec.yaml``
+beside Tune's ``tuner.pkl``), the data, space and resources are validated first, and the old folder is
+only moved aside (``<storage>/.<name>.replaced-<time>-<pid>``) until the new run's first trial starts;
+if the new run never starts, it is moved back.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +25,16 @@ from typing import Any
 
 from search.checkpoint_repair import repair_checkpoint_refs
 from search.config import SearchSpec, load_search_spec, scheduler_milestones
-from search.space import Space, space_from_spec
-from trainables.spec import dump_spec, spec_to_dict
+from search.space import Space, check_weights, space_from_spec
+from trainables.schema import SpecError
+from trainables.spec import check_name, dump_spec, spec_to_dict
 
 SPEC_FILE = "spec.yaml"
 SPLITS_FILE = "splits.json"
 DATA_FILE = "data.json"
+TUNE_STATE_FILE = "tuner.pkl"  # written by Tune when the Tuner is built (what Tuner.can_restore looks for)
 DEFAULT_STORAGE = "runs"
+REPLACED_TAG = ".replaced-"
 
 
 class ExperimentError(RuntimeError):
@@ -80,9 +90,30 @@ class Location:
         fs, path = self.fs()
         fs.delete_dir(path)
 
+    def names(self) -> set[str]:
+        """The names of the folder's direct entries (empty when it is not a folder)."""
+        import pyarrow.fs
+
+        fs, path = self.fs()
+        if fs.get_file_info(path).type != pyarrow.fs.FileType.Directory:
+            return set()
+        return {info.base_name for info in fs.get_file_info(pyarrow.fs.FileSelector(path))}
+
+    def is_experiment(self) -> bool:
+        """Whether the folder is an experiment of this tool: its ``spec.yaml`` beside Tune's state, or
+        nothing but the files :func:`write_experiment_files` writes before Tune starts."""
+        names = self.names()
+        own = {SPEC_FILE, SPLITS_FILE, DATA_FILE}
+        return SPEC_FILE in names and (TUNE_STATE_FILE in names or names <= own)
+
 
 def location(storage: str | None, name: str) -> Location:
-    """Normalise ``--storage`` (default ./runs; local paths made absolute, URIs kept) and ``--name``."""
+    """Normalise ``--storage`` (default ./runs; local paths made absolute, URIs kept) and check ``--name``
+    against the spec's name rule, so that the experiment folder lies strictly inside the storage."""
+    try:
+        check_name(name)
+    except ValueError as exc:
+        raise ExperimentError(f"--name: {exc}") from None
     storage = storage or DEFAULT_STORAGE
     if "://" not in storage:
         storage = str(Path(storage).expanduser().resolve())
@@ -132,14 +163,106 @@ def write_experiment_files(loc: Location, spec: SearchSpec, dataset: Any, splits
 
 
 def read_experiment(loc: Location) -> tuple[SearchSpec, dict, dict]:
-    """The saved spec, splits and data summary of an experiment folder."""
+    """The saved spec, splits and data summary of an experiment folder; a bad spec is a
+    :class:`SpecError` naming the experiment's ``spec.yaml`` (not the temporary copy it is read from)."""
     import tempfile
 
+    shown = f"{loc.path.rstrip('/')}/{SPEC_FILE}" if loc.is_uri else str(Path(loc.path) / SPEC_FILE)
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / SPEC_FILE
         spec_path.write_text(loc.read_text(SPEC_FILE), encoding="utf-8")
-        spec = load_search_spec(spec_path)
+        try:
+            spec = load_search_spec(spec_path)
+        except SpecError as exc:
+            errors = [e.replace(str(spec_path), shown) for e in exc.errors]
+            raise SpecError(errors, source=shown) from None
     return spec, json.loads(loc.read_text(SPLITS_FILE)), json.loads(loc.read_text(DATA_FILE))
+
+
+# ---------------------------------------------------------------------------------- replacing
+
+
+def check_replaceable(loc: Location) -> None:
+    """Raise :class:`ExperimentError` unless ``--overwrite`` may replace ``loc``: a real folder (not a link)
+    strictly inside the storage that is an experiment of this tool (:meth:`Location.is_experiment`)."""
+    how = "choose another --name or --storage, or move that folder away yourself"
+    if not loc.is_uri:
+        path = Path(loc.path)
+        if path.is_symlink() or not path.is_dir():
+            kind = "a link" if path.is_symlink() else "not a folder"
+            raise ExperimentError(f"--overwrite: {loc.path} is {kind}; nothing was deleted ({how})")
+        if path.resolve().parent != Path(loc.storage).resolve():
+            raise ExperimentError(f"--overwrite: {loc.path} is not inside {loc.storage}; nothing was deleted")
+    if not loc.is_experiment():
+        raise ExperimentError(
+            f"--overwrite: {loc.path} is not an experiment folder of this tool (no {SPEC_FILE} beside "
+            f"Tune's {TUNE_STATE_FILE}); it is kept as it is ({how})"
+        )
+
+
+class Replaced:
+    """An experiment moved aside for a new run under its name (:meth:`set_aside`): :meth:`discard` deletes
+    it once the new run has started, :meth:`restore` moves it back when the new run never started."""
+
+    def __init__(self, loc: Location, backup: Location | None, kind: str = "experiment") -> None:
+        self.loc = loc
+        self.backup = backup
+        self.kind = kind
+        self.started = backup is None
+
+    @classmethod
+    def set_aside(cls, loc: Location, kind: str = "experiment") -> Replaced:
+        """Move ``loc`` to ``<storage>/.<name>.replaced-<time>-<pid>``; an object store that cannot
+        rename folders deletes it instead (everything was validated before)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = Location(loc.storage, f".{loc.name}{REPLACED_TAG}{stamp}-{os.getpid()}")
+        fs, path = loc.fs()
+        try:
+            fs.move(path, backup.fs()[1])
+        except (OSError, NotImplementedError) as exc:
+            if not loc.is_uri:
+                raise ExperimentError(f"cannot move the old {kind} {loc.path} aside ({exc})") from None
+            _note(f"{loc.storage} cannot rename folders ({exc}); deleting the old {kind} {loc.path}")
+            loc.delete()
+            return cls(loc, None, kind)
+        _note(f"moved the old {kind} to {backup.path} until the new run has started")
+        return cls(loc, backup, kind)
+
+    def discard(self) -> None:
+        """The new run has started: delete the old experiment (once; a failure is reported, not raised)."""
+        self.started = True
+        backup, self.backup = self.backup, None
+        try:
+            if backup is not None and backup.exists():  # a restored Tuner calls this again: a no-op
+                backup.delete()
+        except OSError as exc:
+            _note(f"could not delete the old {self.kind} {backup.path} ({exc}); delete it yourself")
+
+    def restore(self) -> None:
+        """The new run never started: put the old experiment back in place of what the new run wrote."""
+        if self.started or self.backup is None:
+            return
+        if self.loc.exists():
+            self.loc.delete()
+        fs, path = self.backup.fs()
+        fs.move(path, self.loc.fs()[1])
+        self.backup = None
+        _note(f"the new run did not start; the old {self.kind} is back at {self.loc.path}")
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def discard_on_start(replaced: Replaced) -> Any:
+    """A Tune callback that deletes the replaced experiment when the first trial of the new run starts."""
+    from ray import tune
+
+    class DiscardReplaced(tune.Callback):
+        def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            replaced.discard()
+
+    return DiscardReplaced()
 
 
 # ------------------------------------------------------------------------------------------- Ray
@@ -208,6 +331,7 @@ def build_tuner(
     from ray import tune
 
     from search import algorithms
+    from search.failures import stop_on_fatal_error
     from search.progress import build_reporter
     from search.wandb_setup import build_wandb_callback
     from trainables.spec import flatten
@@ -233,7 +357,7 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=loc.name,
             storage_path=loc.storage,
-            callbacks=[*([callback] if callback else []), *callbacks],
+            callbacks=[*([callback] if callback else []), stop_on_fatal_error(), *callbacks],
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
             progress_reporter=build_reporter(spec, space, total),
@@ -244,6 +368,7 @@ def build_tuner(
 
 def _fit(tuner: Any, spec: SearchSpec, space: Space) -> Any:
     from search import algorithms
+    from search.failures import fatal_cause
     from search.progress import format_leaderboard, leaderboard_rows
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Ray's new output engine ignores CLIReporter
@@ -252,7 +377,13 @@ def _fit(tuner: Any, spec: SearchSpec, space: Space) -> Any:
     # benchmarks/packing.py). Let as many trials pend as may run at once.
     pending = spec.search.max_concurrent or min(algorithms.num_samples(spec, space), 16)
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(1, pending)))
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    except Exception as exc:  # a fatal trial error reaches here wrapped in Tune's TuneError
+        fatal = fatal_cause(exc)
+        if fatal is None:
+            raise
+        raise fatal from None
     rows = leaderboard_rows(list(results), spec, space)
     print(f"\nLeaderboard ({spec.search.metrics[0]}, {spec.search.modes[0]}):", file=sys.stderr)
     print(format_leaderboard(rows), file=sys.stderr)
@@ -275,15 +406,16 @@ def run_search(
     if resume and overwrite:
         raise ExperimentError("give --resume or --overwrite, not both")
     loc = location(storage, name or spec.name)
-    if loc.exists():
+    exists = loc.exists()
+    if exists:
         if resume:
             return restore_search(loc.path, address=address)
         if not overwrite:
             raise ExperimentError(
-                f"{loc.path} exists: pass --resume to continue that experiment or --overwrite to delete it "
+                f"{loc.path} exists: pass --resume to continue that experiment or --overwrite to replace it "
                 "and start again (nothing is overwritten silently)"
             )
-        loc.delete()
+        check_replaceable(loc)
     elif resume:
         raise ExperimentError(f"--resume: {loc.path} does not exist; nothing to resume")
     if address and not loc.is_uri:
@@ -293,30 +425,44 @@ def run_search(
             file=sys.stderr,
         )
     space = space_from_spec(spec)
+    check_weights(spec, space)  # every encoder the space can draw, before anything is started or moved
     dataset, splits = load_data(spec)
     init_ray(address)
     check_feasible(spec.resources)
-    write_experiment_files(loc, spec, dataset, splits)
-    tuner = build_tuner(spec, loc, make_trainable(spec, space, dataset, splits), space, callbacks)
-    return _fit(tuner, spec, space)
+    if not exists:
+        write_experiment_files(loc, spec, dataset, splits)
+        tuner = build_tuner(spec, loc, make_trainable(spec, space, dataset, splits), space, callbacks)
+        return _fit(tuner, spec, space)
+    replaced = Replaced.set_aside(loc)
+    try:
+        write_experiment_files(loc, spec, dataset, splits)
+        callbacks = [*callbacks, discard_on_start(replaced)]
+        tuner = build_tuner(spec, loc, make_trainable(spec, space, dataset, splits), space, callbacks)
+        results = _fit(tuner, spec, space)
+    finally:
+        # No trial started (an error, or Ctrl-C while the first trial was being placed): the old
+        # experiment goes back; once one has started, the callback has deleted it.
+        replaced.restore()
+    return results
 
 
 def restore_search(exp_dir: str, address: str | None = None) -> Any:
     """Continue an experiment from its folder: finished trials stay, unfinished and errored ones resume
     from their last checkpoint, and the searcher's state is kept (``Tuner.restore``)."""
+    loc = location_of(exp_dir)
+    spec, splits, data = read_experiment(loc)
     from ray import tune
 
     from search import algorithms
     from search.resources import check_feasible
 
-    loc = location_of(exp_dir)
-    spec, splits, data = read_experiment(loc)
     if not tune.Tuner.can_restore(loc.path):
         raise ExperimentError(
             f"{loc.path}: Tune saved no state there yet (stopped before the first trial?); "
             "start again with --overwrite"
         )
     space = space_from_spec(spec)
+    check_weights(spec, space)
     from trainables.data.cache import load_dataset
 
     dataset = load_dataset(spec.data)

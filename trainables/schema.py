@@ -319,6 +319,8 @@ class _Builder:
         return self.expected(path, tp, meta, value)
 
     def _choice(self, value: Any, choices: tuple[Any, ...], path: str) -> Any:
+        if value is False and "off" in choices:  # YAML 1.1 reads an unquoted ``off`` (train.amp) as false
+            value = "off"
         if not any(type(c) is type(value) and c == value for c in choices):
             names = [str(c) for c in choices]
             close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)

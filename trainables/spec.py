@@ -37,7 +37,9 @@ PER_CLASS_METRICS = ("recall", "precision")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
-def _check_name(name: str) -> None:
+def check_name(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is a valid experiment name: it names a folder, so no path
+    separators and no ``.`` / ``..``."""
     if not _NAME.fullmatch(name):
         raise ValueError(
             f"{name!r} is not a valid name: use letters, digits and . _ + - (it names the output folder)"
@@ -48,9 +50,7 @@ def _check_name(name: str) -> None:
 class Spec:
     """One experiment: where the data is, which network, and how to train it."""
 
-    name: str = field(
-        default="experiment", metadata={"check": _check_name, "help": "names the output folder"}
-    )
+    name: str = field(default="experiment", metadata={"check": check_name, "help": "names the output folder"})
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

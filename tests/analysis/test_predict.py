@@ -21,7 +21,8 @@ def _image(path: Path, w: int, h: int, seed: int = 0) -> Path:
 
 
 def test_single_image(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    img = _image(tmp_path / "scan.png", 90, 50)
+    (tmp_path / "in").mkdir()
+    img = _image(tmp_path / "in" / "scan.png", 90, 50)
     viz = tmp_path / "viz.png"
     code = launch.main(
         [
@@ -76,7 +77,7 @@ def test_same_image_twice_gives_identical_output(tiny_bundle: Path, tmp_path: Pa
 def test_tta_averages_the_flipped_prediction(tiny_bundle: Path) -> None:
     predictor = Predictor(tiny_bundle, "cpu")
     x = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
-    seg, cls = forward_probs([predictor.model], x, tta=True)
+    seg, cls = forward_probs([predictor.model], x, tta=True, amp="off")  # float32, like the reference
     with torch.inference_mode():
         s0, c0 = predictor.model(x)
         s1, c1 = predictor.model(torch.flip(x, dims=[-1]))
@@ -85,7 +86,7 @@ def test_tta_averages_the_flipped_prediction(tiny_bundle: Path) -> None:
     assert torch.allclose(seg, expected_seg, atol=1e-6) and torch.allclose(cls, expected_cls, atol=1e-6)
     # an image symmetric under the flip gets a symmetric lesion map with TTA
     sym = torch.cat([x[..., :32], torch.flip(x[..., :32], dims=[-1])], dim=-1)
-    seg_sym, _ = forward_probs([predictor.model], sym, tta=True)
+    seg_sym, _ = forward_probs([predictor.model], sym, tta=True, amp="off")
     assert torch.allclose(seg_sym, torch.flip(seg_sym, dims=[-1]), atol=1e-6)
 
 

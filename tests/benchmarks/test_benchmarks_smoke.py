@@ -23,6 +23,7 @@ MODULES = (
     "inference",
     "gpu",
     "dedup_busi",
+    "cpu_speed",
 )
 TINY_MODEL = '{"encoder": "tu-test_efficientnet", "encoder_weights": null, "decoder": "unet"}'
 
@@ -240,3 +241,28 @@ def test_dedup_busi_skips_cleanly_without_data(
     monkeypatch.delenv("BUS_REAL_DATA", raising=False)
     assert dedup_busi.main(["--data", str(tmp_path)]) == 0
     assert "RESULT dedup_busi: skipped" in capsys.readouterr().out
+
+
+def test_cpu_speed_variant_names() -> None:
+    from benchmarks.cpu_speed import Variant, parse_variant
+
+    assert parse_variant("fp32") == Variant("fp32", "off", False, False)
+    assert parse_variant("bf16+cl+compile") == Variant("bf16+cl+compile", "bf16", True, True)
+    for bad in ("fp16", "bf16+cl+cl", "fp32+nhwc", ""):
+        with pytest.raises(ValueError, match="variant"):
+            parse_variant(bad)
+
+
+def test_cpu_speed_tiny(tmp_path: Path, capsys: pytest.CaptureFixture, clean_env: None) -> None:
+    from benchmarks import cpu_speed
+    from benchmarks.run_all import BENCHMARKS
+
+    _, quick = BENCHMARKS["cpu_speed"]
+    assert cpu_speed.main([*quick, "--threads", "1", "--out", str(tmp_path)]) == 0
+    fig = json.loads((tmp_path / "cpu_speed.json").read_text())["figures"]
+    one = fig["threads_1"]
+    assert set(one["train"]) == {*cpu_speed.DEFAULT_VARIANTS, fig["product"]}
+    assert all(v > 0 for v in one["train"].values()) and one["loop_over_fastest_bare"] > 0
+    assert fig["product"].startswith(f"loop ({fig['amp_auto']}") and one["validation_ratio"] > 0
+    assert set(fig["adamw_step_ms"]) == {"default", "foreach", "loop (fused)"}
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT cpu_speed: 1 thread(s): loop")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import stat
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from safetensors.torch import save_file
 
 from model_zoo.build import build_model
 from model_zoo.bundle import BUNDLE_FORMAT, BundleError, load_bundle, read_bundle_header, save_bundle
+from model_zoo.network import JointNet
 
 CFG = {
     "encoder": "tu-test_efficientnet",
@@ -126,6 +129,109 @@ def test_meta_is_checked(tmp_path: Path) -> None:
         save_bundle(tmp_path / "m.safetensors", model, {"class_names": ["a", "b"]})
     with pytest.raises(ValueError, match="JSON-serialisable"):
         save_bundle(tmp_path / "m.safetensors", model, {"when": object()})
+    with pytest.raises(BundleError, match=r"meta\.class_names: expected a list"):  # not three classes a, b, c
+        save_bundle(tmp_path / "m.safetensors", model, {"class_names": "abc"})
+    with pytest.raises(BundleError, match=r"meta\.input_size: 50 does not fit the network.*multiples of 32"):
+        save_bundle(tmp_path / "m.safetensors", model, {"input_size": 50})
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+TINY = {"encoder": "tu-test_resnet", "decoder_options": {"decoder_channels": [8] * 5}}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small bundle whose header the tests below rewrite."""
+    model = build_model(TINY, class_names=META["class_names"]).eval()
+    meta = {**META, "preprocessing": {"image_size": 64, "resize": "letterbox"}, "min_area": 10, "tau": 2.0}
+    return save_bundle(tmp_path_factory.mktemp("tiny") / "tiny.safetensors", model, meta)
+
+
+def _meta_of(path: Path) -> dict[str, Any]:
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["meta"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("meta", "null", r"'meta': expected a JSON object, got null"),
+        ("meta", "[1]", r"'meta': expected a JSON object, got a list"),
+        ("model_config", "[]", r"'model_config': expected a JSON object, got a list"),
+        ("libraries", '"x"', r"'libraries': expected a JSON object"),
+        ("class_names", 5, r"meta\.class_names: expected a list of non-empty strings, got a number 5"),
+        ("class_names", "abc", r"meta\.class_names: expected a list of non-empty strings, got a string"),
+        ("class_names", ["a", "a", "b"], r"meta\.class_names: names must differ"),
+        ("class_names", ["a", "b"], r"meta\.class_names has 2 names for 3 classes"),
+        ("image_size", -5, r"meta\.image_size: expected an integer in \[1, 8192\], got a number -5"),
+        ("input_size", True, r"meta\.input_size: expected an integer"),
+        ("input_size", 70, r"meta\.input_size: 70 does not fit the network"),
+        (
+            "preprocessing",
+            {"image_size": 64, "resize": "crop"},
+            r"meta\.preprocessing\.resize: expected one of",
+        ),
+        ("preprocessing", "letterbox", r"meta\.preprocessing: expected a JSON object"),
+        ("spec", {"data": {"image_size": "64"}}, r"meta\.spec\.data\.image_size: expected an integer"),
+        ("spec", {"train": []}, r"meta\.spec\.train: expected a JSON object"),
+        ("min_area", -1, r"meta\.min_area: expected an integer >= 0"),
+        ("tau", 0, r"meta\.tau: expected a positive number"),
+        ("source", "refit", r"meta\.source: expected a JSON object"),
+        ("num_classes", 0, r"model_config\.num_classes: expected a value >= 2, got 0"),
+        ("encoder_depth", "5", r"model_config\.encoder_depth: expected an integer"),
+        ("encoder", "no-such-encoder", r"model_config: .*unknown encoder 'no-such-encoder'"),
+        ("decoder_options", {"decoder_channels": -3}, r"model_config: \w+Error: "),
+    ],
+)
+def test_crafted_metadata_is_a_bundle_error_naming_the_field(
+    tiny: Path, tmp_path: Path, field: str, value: Any, message: str
+) -> None:
+    if field in ("meta", "model_config", "libraries"):
+        changes = {field: value}
+    elif field in ("num_classes", "encoder_depth", "encoder", "decoder_options"):
+        changes = {"model_config": json.dumps({**TINY, field: value})}
+    else:
+        changes = {"meta": json.dumps({**_meta_of(tiny), field: value})}
+    bad = tmp_path / "bad.safetensors"
+    _rewrite(tiny, bad, **changes)
+    with pytest.raises(BundleError, match=message) as info:
+        load_bundle(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_shapes_are_compared_before_the_network_is_built(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """decoder_channels 60000 would need about 130 GB: the header's shapes refuse it on the meta device."""
+    built: list[str] = []
+    original = JointNet.__init__
+
+    def only_on_meta(self: JointNet, *args: Any, **kwargs: Any) -> None:
+        built.append(torch.get_default_device().type)
+        if built[-1] != "meta":
+            raise AssertionError("a real network was built before the tensor shapes were checked")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(JointNet, "__init__", only_on_meta)
+    huge = tmp_path / "huge.safetensors"
+    _rewrite(
+        tiny, huge, model_config=json.dumps({**TINY, "decoder_options": {"decoder_channels": [60000] * 5}})
+    )
+    with pytest.raises(
+        BundleError,
+        match=r"'decoder\.blocks\.0\.conv1\.0\.weight' is \[8, \d+, 3, 3\] in the file "
+        r"but \[60000, \d+, 3, 3\] in the network",
+    ) as info:
+        load_bundle(huge)
+    assert "model_config" in str(info.value) and built == ["meta"]
+
+
+def test_bundles_are_readable_by_others_unless_asked(tiny: Path, tmp_path: Path) -> None:
+    assert stat.S_IMODE(tiny.stat().st_mode) == 0o644  # safetensors alone writes 0600
+    model = build_model(TINY).eval()
+    private = save_bundle(tmp_path / "private.safetensors", model, mode=0o600)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert load_bundle(private)[0].config.decoder_options == TINY["decoder_options"]
 
 
 def test_compiled_model_saves_its_network(tmp_path: Path) -> None:

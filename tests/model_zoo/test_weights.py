@@ -218,3 +218,28 @@ def test_fetch_warms_the_cache_that_builds_read(offline: Path, monkeypatch: pyte
     assert torch.equal(tv.state_dict()["body.conv1.0.weight"], tv_state["conv1.0.weight"])
     W.fetch("tu-test_efficientnet")  # already cached: no second download
     assert len(calls) == 2
+
+
+def test_missing_weight_file_is_a_missing_weights_error(tmp_path: Path) -> None:
+    """A search stops (instead of retrying) on MissingWeightsError: a missing file must be one too."""
+    with pytest.raises(W.MissingWeightsError, match=r"nope\.pth"):
+        W.read_state_dict(tmp_path / "nope.pth")
+
+
+def test_absolute_path_keeps_names_and_anchors_relative_files(tmp_path: Path) -> None:
+    assert W.absolute_path(None) is None
+    assert W.absolute_path("imagenet", tmp_path) == "imagenet"
+    assert W.absolute_path("w/enc.pth", tmp_path) == str(tmp_path / "w" / "enc.pth")
+    assert W.absolute_path("./enc.safetensors", tmp_path) == str(tmp_path / "enc.safetensors")
+    assert W.absolute_path(str(tmp_path / "a" / ".." / "b.pth"), "/elsewhere") == str(tmp_path / "b.pth")
+    assert W.absolute_path("~/enc.pth") == str(Path.home() / "enc.pth")
+
+
+def test_file_problem_names_what_is_wrong_without_reading(tmp_path: Path) -> None:
+    good = tmp_path / "enc.safetensors"
+    save_file({"x": torch.zeros(1)}, str(good))
+    assert W.file_problem(str(good)) is None
+    assert "relative path" in str(W.file_problem("enc.pth"))
+    assert "does not exist" in str(W.file_problem(str(tmp_path / "nope.pth")))
+    (tmp_path / "enc.npz").write_bytes(b"x")
+    assert "expected one of" in str(W.file_problem(str(tmp_path / "enc.npz")))

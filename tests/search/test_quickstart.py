@@ -39,18 +39,25 @@ def test_quickstart_search(tmp_path: Path, no_ray: None, monkeypatch: pytest.Mon
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     spec = load_search_spec(QUICKSTART)
+    # An earlier experiment of the same name: --overwrite keeps it aside until the first trial starts
+    # (a Tune callback, pickled into tuner.pkl with the run), then deletes it.
+    old = tmp_path / "runs" / "quickstart" / "train_trial_old_00000"
+    old.mkdir(parents=True)
+    for name in ("spec.yaml", "tuner.pkl", "train_trial_old_00000/result.json"):
+        (old.parent / name).write_text("old\n", encoding="utf-8")
     args = argparse.Namespace(
         spec=str(QUICKSTART),
         storage=str(tmp_path / "runs"),
         name=None,
         address=None,
         resume=False,
-        overwrite=False,
+        overwrite=True,
         overrides=[],
         data=None,
     )
     assert cmd_search(args) == 0
     exp = tmp_path / "runs" / "quickstart"
+    assert not old.exists() and not list(exp.parent.glob(".quickstart.replaced-*"))
 
     # The folder describes itself: resolved spec, splits, data fingerprint, Tune's state and trials.
     saved = yaml.safe_load((exp / "spec.yaml").read_text())

@@ -179,6 +179,77 @@ def test_options_run(data: tuple, train: dict) -> None:
     assert math.isfinite(r["val/score"]) and math.isfinite(r["train/loss"])
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_amp_auto_on_cpu_trains_bf16_with_fp32_master_weights(
+    data: tuple, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """``amp: auto`` on a CPU with bf16 hardware: the forward runs in bf16 (training and validation),
+    while weights, gradients' destination and AdamW moments stay float32; without it, all float32."""
+    from trainables import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: native)
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=1), dataset, split, device="cpu")
+    assert loop.amp.name == ("bf16" if native else "off") and not loop.amp.use_scaler
+    model = loop.folds[0].model
+    before = [p.detach().clone() for p in model.parameters()]
+    seen: list[tuple[bool, torch.dtype]] = []
+    model.register_forward_hook(lambda mod, args, out: seen.append((mod.training, out.seg_logits.dtype)))
+    r = loop.step()
+    assert math.isfinite(r["train/loss"]) and math.isfinite(r["val/score"])
+    expected = torch.bfloat16 if native else torch.float32
+    assert {dtype for _, dtype in seen} == {expected}
+    assert {training for training, _ in seen} == {True, False}  # training and validation forwards
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    moments = [s["exp_avg"] for s in loop.folds[0].optimizer.state.values()]
+    assert moments and all(m.dtype == torch.float32 for m in moments)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert loop.summary()["amp"] == loop.amp.name
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_channels_last_weights_on_the_cpu(data: tuple, channels_last: bool) -> None:
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=1, channels_last=channels_last), dataset, split, device="cpu")
+    convs = [
+        p for p in loop.folds[0].model.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1
+    ]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) is channels_last for p in convs)
+    assert math.isfinite(loop.step()["train/loss"])
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_cpu_optimizer_is_fused_and_steps_like_the_default(name: str) -> None:
+    from trainables.config import TrainConfig
+    from trainables.loop import build_optimizer
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.BatchNorm2d(4))
+    twin.load_state_dict(net.state_dict())
+    start = [p.detach().clone() for p in net.parameters()]
+    cfg = TrainConfig(optimizer=name, lr=1e-2, weight_decay=1e-2)
+    fused = build_optimizer(net, cfg)
+    assert fused.defaults["fused"] is True
+    decay = [p for p in twin.parameters() if p.ndim > 1]
+    no_decay = [p for p in twin.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": 1e-2}, {"params": no_decay, "weight_decay": 0.0}]
+    plain = (
+        torch.optim.AdamW(groups, lr=1e-2)
+        if name == "adamw"
+        else torch.optim.SGD(groups, lr=1e-2, momentum=cfg.momentum, nesterov=True)
+    )
+    assert not plain.defaults["fused"]
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in net.parameters()]
+        for model, opt in ((net, fused), (twin, plain)):
+            for p, g in zip(model.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b, s0 in zip(net.parameters(), twin.parameters(), start):
+        assert torch.allclose(a, b, atol=1e-6) and not torch.allclose(a, s0, atol=1e-4)
+
+
 def test_non_finite_loss_names_fold_epoch_and_last_loss(data: tuple) -> None:
     dataset, split, _ = data
     loop = CrossValLoop(tiny_spec(epochs=2), dataset, split, device="cpu")
@@ -285,6 +356,28 @@ def test_validation_and_test_decide_lesion_pixels_by_one_rule(
     )
     report = evaluate(test, seg_prob, probs, n_boot=0)
     assert [r["lesion_area_px"] for r in report["per_image"]] == val_masks.sum((1, 2)).tolist()
+
+
+def test_predict_runs_with_the_validations_precision(data: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a CPU with bf16 hardware, predict (``amp`` auto) decides exactly like the loop's bf16 validation;
+    ``amp="off"`` gives the float32 figures, close to the bf16 ones."""
+    from analysis.predict import predict_arrays
+    from trainables import device as device_module
+
+    monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: True)
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(epochs=1), dataset, split, device="cpu")
+    loop.step()
+    fold = loop.folds[0]
+    idx = fold.val_idx
+    images = np.asarray(dataset.images[idx])
+    cpu = torch.device("cpu")
+    val_masks, val_probs, _ = loop.predict(fold, idx)
+    seg, probs = predict_arrays([fold.model], images, cpu, batch_size=2 * loop.cfg.batch_size)
+    assert np.array_equal(lesion_mask(seg), val_masks) and np.array_equal(probs, val_probs)
+    seg32, probs32 = predict_arrays([fold.model], images, cpu, amp="off")
+    assert not np.array_equal(seg32, seg)  # bf16 really ran
+    assert np.abs(seg32 - seg).max() < 0.05 and np.abs(probs32 - probs).max() < 0.05
 
 
 def test_cuda_request_without_cuda_fails(data: tuple) -> None:

@@ -20,8 +20,8 @@ from trainables.data.config import DEFAULT_CLASSES, DedupConfig
 from trainables.data.dedup import group_duplicates, group_ids, image_hash
 from trainables.data.errors import DataError, listing
 from trainables.data.frames import FrameRule, FrameSignature, frame_signature
-from trainables.data.imageio import centre_crop_mask, read_gray, read_mask_file
-from trainables.data.scan import ImageRecord, ScanResult, scan_folder
+from trainables.data.imageio import centre_crop_mask, read_gray_with_depth, read_mask_file
+from trainables.data.scan import ImageRecord, ScanResult, printable, scan_folder
 
 # process(index, gray uint8[H, W], mask bool[H, W]) -> anything; runs in a worker thread.
 Process = Callable[[int, np.ndarray, np.ndarray], Any]
@@ -40,7 +40,7 @@ class Mismatch:
     def describe(self) -> str:
         (iw, ih), (mw, mh) = self.image_size, self.mask_size
         how = "centre-cropped to fit" if self.repaired else "cannot be aligned"
-        return f"{self.mask} is {mw}x{mh} but {self.image} is {iw}x{ih} ({how})"
+        return f"{printable(self.mask)} is {mw}x{mh} but {printable(self.image)} is {iw}x{ih} ({how})"
 
 
 @dataclass
@@ -50,6 +50,7 @@ class Inspection:
     size: tuple[int, int] | None = None  # (w, h) of the image
     hash: np.ndarray | None = None
     frame: FrameSignature | None = None
+    bits: int | None = None  # a 16/32-bit image: the bit depth its values were scaled from
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, error)
     mismatches: list[Mismatch] = field(default_factory=list)
     result: Any = None
@@ -82,7 +83,7 @@ def inspect_record(
     """Decode one image and its masks, check sizes, hash the image, then call ``process`` if all is well."""
     found = Inspection()
     try:
-        gray = read_gray(root / record.path)
+        gray, found.bits = read_gray_with_depth(root / record.path)
     except DataError as exc:
         found.unreadable.append((record.path, exc.reason))
         gray = None
@@ -164,6 +165,7 @@ def build_report(
     conflicting = sorted(p for g in cross for p in g)
     unreadable = sorted({(p, e) for found in inspections for p, e in found.unreadable})
     mismatches = sorted({(m.image, m.mask) for found in inspections for m in found.mismatches})
+    wide = sorted((r.path, f.bits) for r, f in zip(records, inspections) if f.bits is not None)
     return {
         "root": scan.root,
         "images": scan.n_images,
@@ -177,6 +179,7 @@ def build_report(
         "duplicate_groups": groups,
         "cross_class_duplicates": cross,
         "conflicting_labels": conflicting,
+        "sixteen_bit_images": [{"path": p, "bits": b} for p, b in wide],
         "image_size": _size_summary([f.size for f in inspections if f.size is not None]),
     }
 
@@ -184,7 +187,7 @@ def build_report(
 def find_problems(scan: ScanResult, inspections: Sequence[Inspection]) -> list[str]:
     """Why the set cannot be used as configured (empty list: usable), one line per kind of problem."""
     problems: list[str] = []
-    unreadable = sorted({f"{p} ({e})" for f in inspections for p, e in f.unreadable})
+    unreadable = sorted({f"{printable(p)} ({e})" for f in inspections for p, e in f.unreadable})
     if unreadable:
         problems.append(f"{len(unreadable)} unreadable file(s): {listing(unreadable, 5)}")
     details = sorted(m.describe() for f in inspections for m in f.mismatches if not m.repaired)
@@ -193,7 +196,7 @@ def find_problems(scan: ScanResult, inspections: Sequence[Inspection]) -> list[s
     if scan.missing_mask == "error" and scan.missing_masks:
         problems.append(
             f"{len(scan.missing_masks)} image(s) without a mask under missing_mask=error: "
-            f"{listing(scan.missing_masks)} (use missing_mask empty or skip to accept them)"
+            f"{listing([printable(m) for m in scan.missing_masks])} (use missing_mask empty or skip to accept them)"
         )
     used = {c: 0 for c in scan.classes}
     for r in scan.records:
@@ -284,33 +287,51 @@ def _section(title: str, items: Sequence[str], limit: int = 10) -> list[str]:
     return lines
 
 
+def _sixteen_bit_section(report: dict) -> list[str]:
+    """The 16-bit images and the depth each was scaled from; a set whose images got several depths says so."""
+    wide = report.get("sixteen_bit_images", [])
+    depths = sorted({w["bits"] for w in wide})
+    title = "16-bit images (scaled to 8 bits from the depth shown, see README)"
+    if len(depths) > 1:
+        title += f"; several depths: {', '.join(map(str, depths))} bits"
+    return _section(title, [f"{printable(w['path'])}: {w['bits']} bits" for w in wide])
+
+
 def format_report(report: dict, problems: Sequence[str] = (), mismatch_notes: Sequence[str] = ()) -> str:
-    """A readable terminal summary of an audit report, ending with the verdict (``problems``)."""
+    """A readable terminal summary of an audit report, ending with the verdict (``problems``).
+
+    File names that hold a newline or another non-printable character are shown with ``repr``.
+    """
     counts = ", ".join(f"{c} {n}" for c, n in report["classes"].items())
     size = report["image_size"]
+    show = printable
     lines = [
-        f"Audit of {report['root']}",
+        f"Audit of {show(report['root'])}",
         f"  images: {report['images']} ({counts})",
         "  image size (w x h): min {}x{}, median {}x{}, max {}x{}".format(
             *size["min"], *size["median"], *size["max"]
         ),
     ]
-    lines += _section("images with several lesion masks (merged)", report["multi_mask_images"])
-    lines += _section("orphan masks (no image; not used)", report["orphan_masks"])
-    lines += _section("images without a mask", report["missing_masks"])
-    lines += _section("unreadable files", [f"{u['path']}: {u['error']}" for u in report["unreadable"]])
-    mismatches = list(mismatch_notes) or [f"{m['mask']} vs {m['image']}" for m in report["size_mismatch"]]
+    lines += _section("images with several lesion masks (merged)", [*map(show, report["multi_mask_images"])])
+    lines += _section("orphan masks (no image; not used)", [*map(show, report["orphan_masks"])])
+    lines += _section("images without a mask", [*map(show, report["missing_masks"])])
+    lines += _section("unreadable files", [f"{show(u['path'])}: {u['error']}" for u in report["unreadable"]])
+    mismatches = list(mismatch_notes) or [
+        f"{show(m['mask'])} vs {show(m['image'])}" for m in report["size_mismatch"]
+    ]
     lines += _section("mask/image size mismatches", mismatches)
-    lines += _section("ignored files", report["ignored_files"])
+    lines += _section("ignored files", [*map(show, report["ignored_files"])])
     cross = {tuple(g) for g in report["cross_class_duplicates"]}
     dups = [
-        ("[cross-class] " if tuple(g) in cross else "") + " = ".join(g) for g in report["duplicate_groups"]
+        ("[cross-class] " if tuple(g) in cross else "") + " = ".join(map(show, g))
+        for g in report["duplicate_groups"]
     ]
     lines += _section(f"duplicate groups ({len(cross)} across classes)", dups)
     lines += _section(
         "images with conflicting labels (dropped unless data.conflicting_labels: keep)",
-        report.get("conflicting_labels", []),
+        [*map(show, report.get("conflicting_labels", []))],
     )
+    lines += _sixteen_bit_section(report)
     if problems:
         lines.append("NOT USABLE:")
         lines += [f"  - {p}" for p in problems]

@@ -13,6 +13,12 @@ makes a new one. An entry is written into a temporary folder and renamed into pl
 lock file so that concurrent trials build it once. Arrays load memory-mapped read-only, so processes on
 one machine share the pages.
 
+A full disk is a :class:`DataError` before anything is decoded: the free space is checked against the
+entry's size and the array files are allocated up front (``posix_fallocate``), since writing into a
+sparse memory map on a full disk kills the process with SIGBUS. The temporary folder of a builder that
+died (``kill -9``, SIGBUS) is named by host and pid; the next build of the cache removes it under the
+lock.
+
 An entry holds every usable image; ``data.conflicting_labels: drop`` (the default) then leaves out the
 images of duplicate groups that span classes when the dataset is opened, and lists them in
 ``audit["dropped_conflicting"]`` (so in ``data.json`` and the reports) and on stderr.
@@ -22,10 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import time
 import uuid
@@ -39,10 +48,15 @@ from trainables.data.audit import run_audit
 from trainables.data.config import DataConfig, SyntheticConfig
 from trainables.data.errors import DataError
 from trainables.data.resize import ResizeInfo, resize_pair
-from trainables.data.scan import ScanResult, data_fingerprint, scan_folder
+from trainables.data.scan import ScanResult, data_fingerprint, printable, scan_folder
 
-CACHE_VERSION = 2  # 2: groups include same-lesion frames (data.dedup)
+CACHE_VERSION = 3  # 2: groups include same-lesion frames (data.dedup); 3: 16-bit scaled by bit depth
 _ARRAYS = ("images", "masks", "labels", "groups", "orig_sizes")
+SPACE_MARGIN = 64 * 2**20  # bytes left free beyond an entry's own size
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# .tmp-<entry key>-<host>-<pid>-<nonce> (before the host was recorded: .tmp-<key>-<pid>-<nonce>)
+_TMP_NAME = re.compile(r"\.tmp-(?P<key>[0-9a-f]+)-(?:(?P<host>.+)-)?(?P<pid>\d+)-[0-9a-f]{8}")
+_ENTRY_NAME = {"datasets": re.compile(r"[0-9a-f]{24}"), "synthetic": re.compile(r"[0-9a-f]{16}")}
 
 
 def cache_dir() -> Path:
@@ -55,13 +69,76 @@ def cache_dir() -> Path:
 
 
 def clear_cache() -> int:
-    """Delete every cached dataset and synthetic set; returns how many entries were removed."""
+    """Delete every cached dataset and synthetic set; returns how many entries were removed.
+
+    Only what the cache writes is touched: folders named by a cache key that hold their ``meta.json`` /
+    ``synthetic.json``, lock files no build holds, and temporary folders of builders that died; so a
+    cache dir pointed at a folder with other files loses none of them, and a running build goes on.
+    """
+    from trainables.data.synthetic import MANIFEST_NAME
+
     removed = 0
-    for sub in ("datasets", "synthetic"):
+    for sub, marker in (("datasets", "meta.json"), ("synthetic", MANIFEST_NAME)):
         folder = cache_dir() / sub
-        if folder.is_dir():
-            removed += sum(1 for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-            shutil.rmtree(folder)
+        if not folder.is_dir():
+            continue
+        remove_dead_temps(folder)
+        for path in sorted(folder.iterdir()):
+            if path.is_dir() and not path.is_symlink() and _ENTRY_NAME[sub].fullmatch(path.name):
+                if (path / marker).is_file():
+                    shutil.rmtree(path)
+                    removed += 1
+            elif path.suffix == ".lock" and _ENTRY_NAME[sub].fullmatch(path.stem):
+                _remove_unheld_lock(path)
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only when nothing else is left in it
+    return removed
+
+
+def _remove_unheld_lock(path: Path) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # a build holds it
+        path.unlink(missing_ok=True)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: another user's live process
+        return True
+    return True
+
+
+def remove_dead_temps(folder: Path) -> list[str]:
+    """Remove the temporary folders in ``folder`` of builders on this host that are no longer running
+    (killed, or died of a full disk); returns their names. Another host's, and this process's, are kept."""
+    removed = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = _TMP_NAME.fullmatch(path.name)
+        if not match or not path.is_dir() or match["host"] not in (None, _host()):
+            continue
+        pid = int(match["pid"])
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    if removed:
+        print(
+            f"data: removed {len(removed)} temporary cache folder(s) of builds that died: {', '.join(removed)}",
+            file=sys.stderr,
+        )
     return removed
 
 
@@ -191,18 +268,57 @@ def _open_entry(entry: Path, scan: ScanResult, root: str | None) -> BUSDataset:
     )
 
 
+def entry_bytes(n: int, size: int) -> int:
+    """Disk bytes of a cache entry of ``n`` images at ``size`` px (arrays, headers, a generous meta.json)."""
+    return 2 * n * size * size + 3 * 8 * n + 5 * 128 + 4096 + 2048 * n
+
+
+def check_space(folder: Path, need: int) -> None:
+    """Raise :class:`DataError` unless ``folder``'s disk has ``need`` bytes free plus :data:`SPACE_MARGIN`."""
+    free = shutil.disk_usage(folder).free
+    if free < need + SPACE_MARGIN:
+        raise DataError(
+            f"not enough disk space for the dataset cache in {folder}: the entry takes {_mib(need)} "
+            f"(plus {_mib(SPACE_MARGIN)} kept free) and {_mib(free)} are free; free some space, or set "
+            "BUS_CACHE_DIR to a folder on a larger disk"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _disk_full(folder: Path, need: int, exc: OSError) -> DataError:
+    return DataError(
+        f"the disk of the dataset cache {folder} is full ({exc.strerror or exc}) while writing an entry of "
+        f"{_mib(need)}; nothing was kept. Free some space, or set BUS_CACHE_DIR to a folder on a larger disk"
+    )
+
+
+def _allocated_memmap(path: Path, shape: tuple[int, ...]) -> np.memmap:
+    """A ``uint8`` ``.npy`` memory map whose disk blocks are allocated now: writing into a sparse map
+    on a full disk is SIGBUS, allocating is ``OSError(ENOSPC)``."""
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as handle:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                    raise
+    return array
+
+
 def _build_entry(scan: ScanResult, fingerprint: str, cfg: DataConfig, entry: Path, progress: bool) -> None:
-    """Decode, check, resize and store every record into ``entry`` (atomically)."""
+    """Decode, check, resize and store every record into ``entry`` (atomically); a full disk is a
+    :class:`DataError`, before decoding when the free space does not suffice."""
     n, size = len(scan.records), cfg.image_size
-    tmp = entry.parent / f".tmp-{entry.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    need = entry_bytes(n, size)
+    check_space(entry.parent, need)
+    tmp = entry.parent / f".tmp-{entry.name}-{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:
-        out = {
-            name: np.lib.format.open_memmap(
-                tmp / f"{name}.npy", mode="w+", dtype=np.uint8, shape=(n, size, size)
-            )
-            for name in ("images", "masks")
-        }
+        out = {name: _allocated_memmap(tmp / f"{name}.npy", (n, size, size)) for name in ("images", "masks")}
 
         def process(i: int, gray: np.ndarray, mask: np.ndarray) -> None:
             out["images"][i], out["masks"][i], _ = resize_pair(gray, mask, size, cfg.resize)
@@ -235,6 +351,10 @@ def _build_entry(scan: ScanResult, fingerprint: str, cfg: DataConfig, entry: Pat
         if entry.exists():
             shutil.rmtree(entry)
         os.rename(tmp, entry)
+    except OSError as exc:
+        if exc.errno in _DISK_FULL:
+            raise _disk_full(entry.parent, need, exc) from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -264,7 +384,9 @@ def drop_conflicting(dataset: BUSDataset, policy: str) -> BUSDataset:
             f"dropping the {len(dropped)} image(s) with conflicting labels leaves no image in class(es) "
             f"{', '.join(empty)}; set data.conflicting_labels: keep to train on them"
         )
-    shown = ", ".join(dropped[:5]) + (f" and {len(dropped) - 5} more" if len(dropped) > 5 else "")
+    shown = ", ".join(map(printable, dropped[:5])) + (
+        f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+    )
     print(
         f"data: dropped {len(dropped)} image(s) whose duplicates are filed under another class "
         f"(data.conflicting_labels: drop): {shown}",
@@ -285,5 +407,6 @@ def _load_entry(cfg: DataConfig, progress: bool) -> BUSDataset:
     with _lock(entry.parent / f"{entry.name}.lock"):
         with contextlib.suppress(FileNotFoundError, ValueError, OSError, KeyError):
             return _open_entry(entry, scan, shown_root)  # built by another process meanwhile
+        remove_dead_temps(entry.parent)  # a killed build's arrays would fill the disk for this one
         _build_entry(scan, fingerprint, cfg, entry, progress)
     return _open_entry(entry, scan, shown_root)

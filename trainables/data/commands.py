@@ -11,7 +11,7 @@ import numpy as np
 
 from trainables.data.audit import format_audit, run_audit
 from trainables.data.errors import DataError
-from trainables.data.scan import data_fingerprint
+from trainables.data.scan import data_fingerprint, printable
 from trainables.data.splits import SplitSource, make_splits, save_splits
 
 
@@ -51,7 +51,7 @@ def cmd_splits(args: argparse.Namespace) -> int:
         if conflicting:
             print(
                 f"left out {len(conflicting)} image(s) whose duplicates are filed under another class "
-                f"(--conflicting-labels keep to use them): {', '.join(sorted(conflicting))}"
+                f"(--conflicting-labels keep to use them): {', '.join(map(printable, sorted(conflicting)))}"
             )
         source = SplitSource(
             paths=[scan.records[i].path for i in use],

@@ -4,6 +4,10 @@ Layout: ``ROOT/<class>/<name>.<ext>`` with ``<name>_mask.png`` and, for more les
 ``<name>_mask_1.png``, ``<name>_mask_2.png``, ... Class folders match the configured class names
 case-insensitively. The scan reads directory entries only (no pixels), so it is fast on any set;
 decoding, size checks and duplicate search happen in :mod:`audit` and :mod:`cache`.
+
+A file name may hold any character Linux allows, newlines included: names are matched as whole strings,
+and :func:`printable` shows an odd one as a Python string literal in reports and errors, so that one
+name stays one line.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from trainables.data.errors import DataError, listing
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MISSING_MASK_POLICIES = ("error", "empty", "skip")
 FINGERPRINT_VERSION = 1
-_MASK_STEM = re.compile(r"^(?P<base>.+)_mask(?:_(?P<index>\d+))?$", re.IGNORECASE)
+# fullmatch + DOTALL: a newline in a name is a character like any other (``$`` alone would also match
+# before a trailing newline, and ``.`` would stop at one)
+_MASK_STEM = re.compile(r"(?P<base>.+)_mask(?:_(?P<index>\d+))?", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,12 @@ class ScanResult:
     @property
     def n_images(self) -> int:
         return sum(self.class_counts.values())
+
+
+def printable(name: str) -> str:
+    """``name`` as is, or as a quoted Python literal (``repr``) when it holds a newline or another
+    non-printable character, so that printing it cannot break a line-oriented report."""
+    return name if name.isprintable() else repr(name)
 
 
 def _key(name: str) -> str:
@@ -118,7 +130,7 @@ def _class_folders(root: Path, classes: tuple[str, ...], ignored: list[str]) -> 
 
 
 def _mask_index(stem: str) -> tuple[str, int] | None:
-    match = _MASK_STEM.match(stem)
+    match = _MASK_STEM.fullmatch(stem)
     if match is None:
         return None
     index = match.group("index")
@@ -148,7 +160,8 @@ def _scan_class(
             masks.append((mask[0], mask[1], rel))
         elif stem in images:
             raise DataError(
-                f"{root / folder}: two images share the name {stem!r} ({images[stem]}, {rel}); "
+                f"{root / folder}: two images share the name {stem!r} ({printable(images[stem])}, "
+                f"{printable(rel)}); "
                 "their masks could not be told apart: rename one"
             )
         else:
@@ -168,9 +181,8 @@ def _scan_class(
             by_image.setdefault(images[owner], []).append((index, rel))
     mask_map = {img: [rel for _, rel in sorted(items)] for img, items in by_image.items()}
     if not images:
-        found = listing(
-            sorted(r for _, _, r in masks) + sorted(i for i in ignored if i.startswith(folder + "/"))
-        )
+        names = sorted(r for _, _, r in masks) + sorted(i for i in ignored if i.startswith(folder + "/"))
+        found = listing([printable(name) for name in names])
         raise DataError(
             f"{root / folder}: class folder has no images (extensions {' '.join(IMAGE_EXTENSIONS)}, "
             f"any case); found: {found or 'nothing'}"
@@ -214,8 +226,9 @@ def scan_folder(
                     continue
             records.append(ImageRecord(rel, label, cls, masks))
     if strict and missing_mask == "error" and missing:
+        shown = listing([printable(m) for m in missing])
         raise DataError(
-            f"{root}: {len(missing)} image(s) without a mask ({listing(missing)}); masks are named "
+            f"{root}: {len(missing)} image(s) without a mask ({shown}); masks are named "
             "<image name>_mask.png; set missing_mask to 'empty' (no lesion) or 'skip' (leave them out)"
         )
     return ScanResult(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.trainables.data.conftest import make_folder, texture, write_image, write_mask
 from trainables.data.audit import audit_folder, format_audit, format_report, run_audit
@@ -25,6 +26,7 @@ KEYS = [
     "duplicate_groups",
     "cross_class_duplicates",
     "conflicting_labels",
+    "sixteen_bit_images",
     "image_size",
 ]
 
@@ -38,7 +40,7 @@ def test_clean_folder_report_contract(busi_dir: Path) -> None:
     assert report["root"] == str(busi_dir)
     assert report["images"] == 8 and report["classes"] == {"normal": 2, "benign": 3, "malignant": 3}
     assert report["image_size"] == {"min": [56, 48], "median": [56, 48], "max": [90, 60]}
-    for key in KEYS[3:12]:
+    for key in KEYS[3:13]:
         assert report[key] == [], key
     assert audit.usable and audit.groups.tolist() == list(range(8))
     assert format_report(report).splitlines()[-1] == "usable"
@@ -122,6 +124,47 @@ def test_process_runs_once_per_good_record(busi_dir: Path) -> None:
     assert all(shape == (48, 56) and dtype is np.dtype(bool) for shape, dtype, _ in seen.values())
     assert seen[0][2] == 0 and seen[2][2] > 0  # normal: empty mask, benign: lesion
     assert [f.result for f in audit.inspections] == [0, 10, 20, None, 40, 50, 60, 70]
+
+
+def test_sixteen_bit_images_are_listed_with_their_depth(busi_dir: Path) -> None:
+    twelve = (texture(11).astype(np.uint16) * 16).astype(np.uint16)  # 12-bit values, max ~4000
+    Image.fromarray(twelve).save(busi_dir / "benign" / "benign (1).png")
+    Image.fromarray((texture(12).astype(np.uint16) * 257).astype(np.uint16)).save(
+        busi_dir / "malignant" / "malignant (2).png"
+    )
+    seen: dict[int, int] = {}
+    audit = run_audit(busi_dir, process=lambda i, gray, mask: seen.setdefault(i, int(gray.max())))
+    assert audit.report["sixteen_bit_images"] == [
+        {"path": "benign/benign (1).png", "bits": 12},
+        {"path": "malignant/malignant (2).png", "bits": 16},
+    ]
+    assert seen[2] == round(int(twelve.max()) * 255 / 4095) > 200  # not nearly black (old: max 16)
+    text = format_audit(audit)
+    assert "16-bit images" in text and "several depths: 12, 16 bits" in text
+    assert "benign/benign (1).png: 12 bits" in text and audit.usable
+
+
+def test_decode_limit_makes_a_file_unreadable(busi_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUS_MAX_PIXELS", str(48 * 56 - 1))
+    audit = run_audit(busi_dir)
+    assert len(audit.report["unreadable"]) == 16 and not audit.usable
+    assert "56x48 pixels" in audit.report["unreadable"][0]["error"] and "BUS_MAX_PIXELS" in audit.problems[0]
+
+
+def test_names_with_newlines_are_printed_with_repr(busi_dir: Path) -> None:
+    benign = busi_dir / "benign"
+    shutil.copy(benign / "benign (1).png", benign / "two\nlines.png")
+    for mask in ("two\nlines_mask.png", "two\nlines_mask_1.png"):
+        shutil.copy(benign / "benign (1)_mask.png", benign / mask)
+    (busi_dir / "normal" / "odd\tnote.txt").write_text("x")
+    audit = run_audit(busi_dir)
+    assert audit.report["multi_mask_images"] == ["benign/two\nlines.png"]
+    assert audit.report["duplicate_groups"] == [["benign/benign (1).png", "benign/two\nlines.png"]]
+    text = format_audit(audit)
+    assert "    'benign/two\\nlines.png'\n" in text  # one line, quoted
+    assert "benign/benign (1).png = 'benign/two\\nlines.png'" in text
+    assert "    'normal/odd\\tnote.txt'\n" in text
+    assert "two\nlines" not in text and "\t" not in text
 
 
 def test_folder_level_problems_raise(tmp_path: Path) -> None:

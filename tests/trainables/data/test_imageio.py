@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,13 @@ from PIL import Image, ImageFile
 from tests.trainables.data.conftest import blob, texture, write_image
 from trainables.data.errors import DataError
 from trainables.data.imageio import (
+    DEFAULT_MAX_PIXELS,
     centre_crop_mask,
+    gray_with_depth,
     image_size,
+    load_image,
     read_gray,
+    read_gray_with_depth,
     read_mask,
     read_mask_file,
 )
@@ -63,6 +69,60 @@ def test_gray_one_bit_and_sixteen_bit(tmp_path: Path) -> None:
     small = np.full((H, W), 200, np.uint16)  # 8-bit data stored in 16 bits stays as it is
     Image.fromarray(small).save(tmp_path / "s.png")
     assert (read_gray(tmp_path / "s.png") == 200).all()
+
+
+def test_sixteen_bit_scaled_by_bit_depth_not_by_each_maximum(tmp_path: Path) -> None:
+    ramp = np.linspace(0, 1, H * W).reshape(H, W)
+    for bits, top in [(12, 4095), (12, 3000), (10, 1023), (14, 16383)]:
+        values = np.rint(ramp * top).astype(np.uint16)  # raw 10/12/14-bit values in a 16-bit PNG
+        Image.fromarray(values).save(tmp_path / f"d{bits}.png")
+        assert Image.open(tmp_path / f"d{bits}.png").mode == "I;16"
+        out, found = read_gray_with_depth(tmp_path / f"d{bits}.png")
+        expected = np.rint(values * 255.0 / (2**bits - 1))
+        assert found == bits and np.abs(out.astype(int) - expected).max() <= 1, (bits, top)
+        assert out.max() == round(top * 255 / (2**bits - 1))  # 12-bit max 4095 -> 255, not 16
+    assert read_gray_with_depth(write_image(tmp_path / "l.png", texture(2, H, W)))[1] is None
+    signed = np.array([[-5, 0, 2048, 4095]], np.int32)  # mode "I" (32-bit): negatives become 0
+    gray, bits = gray_with_depth(Image.fromarray(signed))
+    assert bits == 12 and gray.tolist() == [[0, 0, 128, 255]]
+
+
+def _png_header(path: Path, width: int, height: int, bit_depth: int = 8) -> Path:
+    """A gray PNG of a few dozen bytes whose header claims ``width`` x ``height`` (no real pixel data)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def test_decode_limit_from_the_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BUS_MAX_PIXELS", raising=False)
+    bomb = _png_header(tmp_path / "bomb.png", 8000, 8000, bit_depth=16)  # decoded: GBs in predict
+    assert bomb.stat().st_size < 100 and image_size(bomb) == (8000, 8000)
+    for read in (read_gray, read_mask_file):
+        with pytest.raises(
+            DataError, match=r"8000x8000 pixels \(64\.0 megapixels\) exceed the limit"
+        ) as info:
+            read(bomb)
+        assert info.value.path == str(bomb) and str(DEFAULT_MAX_PIXELS) in str(info.value)
+        assert "BUS_MAX_PIXELS" in str(info.value)
+    beyond_pillow = _png_header(tmp_path / "huge.png", 20000, 20000)  # over Pillow's own 179 MP
+    with pytest.raises(DataError, match=r"huge\.png.*cannot lift it"):
+        read_gray(beyond_pillow)
+    small = write_image(tmp_path / "s.png", texture(5, 30, 40))  # 1200 pixels
+    monkeypatch.setenv("BUS_MAX_PIXELS", "1000")
+    with pytest.raises(DataError, match=r"s\.png: 40x30 pixels .* limit of 1000 pixels"):
+        read_gray(small)
+    assert load_image(small, max_pixels=1200).size == (40, 30)
+    monkeypatch.setenv("BUS_MAX_PIXELS", "1200")
+    assert read_gray(small).shape == (30, 40)
+    monkeypatch.setenv("BUS_MAX_PIXELS", "lots")
+    with pytest.raises(DataError, match=r"BUS_MAX_PIXELS='lots': expected a positive whole number"):
+        read_gray(small)
 
 
 def test_masks_any_channel_alpha_ignored(tmp_path: Path) -> None:

@@ -64,6 +64,23 @@ def test_unicode_normalisation_and_case_of_mask_names(tmp_path: Path) -> None:
     assert record.mask_paths == (f"benign/{nfd.upper()}_MASK.png",)
 
 
+def test_names_with_newlines_match_their_masks(busi_dir: Path) -> None:
+    image, mask = texture(3), np.ones((48, 56), bool)
+    write_image(busi_dir / "benign" / "two\nlines.png", image)
+    write_mask(busi_dir / "benign" / "two\nlines_mask.png", mask)
+    write_mask(busi_dir / "benign" / "two\nlines_mask_1.png", mask)
+    write_image(busi_dir / "benign" / "end\n.png", image)
+    write_mask(busi_dir / "benign" / "end_mask\n.png", mask)  # stem ends in a newline, not "_mask": an image
+    scan = scan_folder(busi_dir, missing_mask="empty")
+    paths = {r.path: r.mask_paths for r in scan.records}
+    assert paths["benign/two\nlines.png"] == ("benign/two\nlines_mask.png", "benign/two\nlines_mask_1.png")
+    assert paths["benign/end\n.png"] == () and paths["benign/end_mask\n.png"] == ()
+    assert "benign/two\nlines_mask.png" not in paths and scan.orphan_masks == []
+    with pytest.raises(DataError, match=r"'benign/end\\n\.png'") as info:  # listed with repr: one line
+        scan_folder(busi_dir)
+    assert "end\n" not in str(info.value)
+
+
 def test_orphans_hidden_and_non_image_files(busi_dir: Path) -> None:
     for name in (".DS_Store", "Thumbs.db", "notes.txt", "labels.csv", ".hidden.png"):
         (busi_dir / "benign" / name).write_bytes(b"x")
