@@ -3,9 +3,9 @@
 The bundle is loaded once (safetensors, no pickle) and carries its preprocessing: the working size and
 resize mode (``letterbox`` pads, ``stretch`` scales); the network normalises its input itself. Each image
 is read as gray, resized like the training data, run with the validation's precision (``train.amp:
-auto``: bf16 autocast on CUDA and on CPUs with bf16 hardware, about 2.8x faster than fp32 there, else
-float32; ``amp="off"`` forces float32) and ``channels_last`` weights (with ``tta``: averaged with its
-horizontal flip), and the lesion probability map is mapped back to the original size
+auto``: bf16 autocast on CUDA and on CPUs with bf16 hardware, else float32; ``amp="off"`` forces
+float32) and ``channels_last`` weights (together 3x the fp32 NCHW images/s on such a CPU; with ``tta``:
+averaged with its horizontal flip), and the lesion probability map is mapped back to the original size
 (:func:`trainables.data.resize.undo_resize`) and thresholded by :func:`trainables.metrics.lesion_mask`
 (the validation's rule). The same image always gives the same output: eval mode, no sampling,
 deterministic kernels on the CPU.
@@ -56,14 +56,16 @@ def forward_probs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean lesion probability ``[B,1,H,W]`` and class probabilities ``[B,K]`` over ``models`` (and the
     horizontal flip of ``x`` with ``tta``); probabilities are averaged, not logits. ``amp`` as
-    ``train.amp`` (:func:`trainables.device.amp_settings`); the models are put in ``channels_last``."""
+    ``train.amp`` (:func:`trainables.device.amp_settings`); the models are put in ``channels_last``
+    (in place, the values unchanged; they stay trainable)."""
     from trainables.device import amp_settings, autocast, to_channels_last
 
     seg_sum = cls_sum = None
     n = 0
     views = [False, True] if tta else [False]
+    models = [to_channels_last(model) for model in models]
     with torch.inference_mode(), autocast(x.device, amp_settings(x.device, amp)):
-        for model in map(to_channels_last, models):
+        for model in models:
             for flip in views:
                 inp = torch.flip(x, dims=[-1]) if flip else x
                 seg_logits, cls_logits = model(inp)

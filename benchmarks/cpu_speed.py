@@ -1,7 +1,7 @@
 """Benchmark 8, CPU speed: the project's training loop and inference paths against the fastest bare loop.
 
 One config (default: UNet + ResNet-18 at 128 px, batch 16, AdamW, the project's default loss and training
-settings) on the synthetic set. The bare loops are forward + loss + backward + optimizer step on batches
+settings; ``--set KEY=VALUE`` changes it for every side) on the synthetic set. The bare loops are forward + loss + backward + optimizer step on batches
 already in memory, nothing else (no augmentation, clipping, schedule or bookkeeping), on the very model,
 loss and optimizer objects the loop builds (one :class:`~trainables.loop.CrossValLoop` per variant, so
 weights, class weights and parameter groups are the loop's own). Variants combine a precision (``fp32``;
@@ -25,12 +25,15 @@ off and auto for each of ``--check-seeds`` and print the CV figures: whether the
 the same validation metrics, with the seed-to-seed spread as the yardstick.
 
     python -m benchmarks.cpu_speed [--encoder resnet18] [--size 128] [--rounds 3] [--threads 2 1]
+    python -m benchmarks.cpu_speed --size 64 --batch 8 --steps 8 \
+        --set "model.decoder_options={decoder_channels: [64, 32, 16, 16, 8]}"   # the quickstart's size
     ONEDNN_MAX_CPU_ISA=AVX512_CORE python -m benchmarks.cpu_speed --variants fp32+cl bf16+cl  # no bf16 unit
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import math
 import sys
@@ -72,9 +75,12 @@ def parse_variant(name: str) -> Variant:
 
 
 def spec_dict(args: argparse.Namespace, epochs: int, **train: Any) -> dict[str, Any]:
-    """The benchmarked config: the project's defaults but for the model, size, batch and epochs."""
+    """The benchmarked config: the project's defaults but for the model, size, batch and epochs, then
+    ``--set`` (every side)."""
+    from trainables.spec import apply_overrides
+
     n = args.n_per_class
-    return {
+    d = {
         "name": NAME,
         "data": {
             "image_size": args.size,
@@ -84,6 +90,7 @@ def spec_dict(args: argparse.Namespace, epochs: int, **train: Any) -> dict[str, 
         "model": {"encoder": args.encoder, "encoder_weights": None, "decoder": args.decoder},
         "train": {"batch_size": args.batch, "epochs": epochs, **train},
     }
+    return apply_overrides(d, args.set)
 
 
 # ------------------------------------------------------------------------------------------- sides
@@ -271,6 +278,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--n-per-class", type=int, nargs=3, default=[27, 87, 42])
     p.add_argument("--threads", type=int, nargs="+", default=None, help="torch threads (default: torch's)")
     p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), help=VARIANT_HELP)
+    p.add_argument("--set", nargs="+", default=[], help="KEY=VALUE overrides of the config (every side)")
     p.add_argument(
         "--loop-set",
         nargs="+",
@@ -321,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     bare = {v.name: Bare(v, args, dataset, split) for v in variants}
     loop = CrossValLoop(spec, dataset, split, "cpu")
+    predictor = copy.deepcopy(loop.folds[0].model)  # predict puts its model in channels_last: not the loop's
     product = f"loop ({loop.amp.name}{'+cl' if loop.channels_last else ''})"
     validation, predict = f"validation {product}", "predict_arrays"
     opt_ms = optimizer_step_ms(loop.folds[0].model, spec.train)
@@ -346,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     loop.predict(loop.folds[0], idx)
                 inf.setdefault(validation, []).append(sw["s"] / n)
                 with common.stopwatch() as sw:
-                    predict_arrays([loop.folds[0].model], dataset.images[idx], cpu, batch_size=2 * args.batch)
+                    predict_arrays([predictor], dataset.images[idx], cpu, batch_size=2 * args.batch)
                 inf.setdefault(predict, []).append(sw["s"] / n)
             if rnd == 0:
                 continue
@@ -400,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             val = common.ratio(rates_i[validation], bare_i[best_i])
             pred = common.ratio(rates_i[predict], bare_i[best_i])
             print(
-                f"  validation / fastest bare ({best_i}) = {val:.2f}; predict_arrays / fastest bare = {pred:.2f}"
+                f"  validation / fastest bare ({best_i}) = {val:.2f}; "
+                f"predict_arrays / fastest bare = {pred:.2f}"
             )
             fig.update(infer=rates_i, fastest_bare_infer=best_i, validation_ratio=val, predict_ratio=pred)
             text += f"; validation {val:.2f}x, predict_arrays {pred:.2f}x the fastest bare forward ({best_i})"

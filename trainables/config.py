@@ -65,7 +65,7 @@ class TrainConfig:
         default="auto",
         metadata={
             "help": "auto: bf16 on CUDA (fp16 where unsupported) and on CPUs with bf16 hardware "
-            "(AVX512-BF16/AMX: ~2x faster), else off (fp32); bf16 | fp16 (CUDA) | off force one"
+            "(AVX512-BF16/AMX: 1.9x faster), else off (fp32); bf16 | fp16 (CUDA) | off force one"
         },
     )
     channels_last: bool = field(

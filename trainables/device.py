@@ -66,9 +66,11 @@ CPU_BF16_CHECKS = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
 def cpu_bf16_native() -> bool:
     """Whether this CPU multiplies bf16 in hardware (x86 AVX512-BF16 or AMX) and torch has oneDNN to use it.
 
-    Why it decides ``amp: auto`` on the CPU: with those instructions, bf16 autocast trains UNet + ResNet-18
-    at 128 px about 2x faster than fp32; without them oneDNN emulates bf16 through fp32 and the casts only
-    add work (``docs/benchmarks.md``, row 8). Other CPUs (ARM, older x86) answer False: fp32 there.
+    Why it decides ``amp: auto`` on the CPU (``benchmarks/cpu_speed.py``, UNet + ResNet-18 at 128 px, 2
+    threads): with those instructions bf16 autocast trains 1.9x as fast as fp32 (40.0 vs 21.4 images/s,
+    both channels_last) and infers 2.0x as fast; without them oneDNN emulates bf16 and it is slower than
+    fp32: 2.1x slower with AVX-512 but no BF16, 10x slower on AVX2 (the same CPU limited by
+    ``ONEDNN_MAX_CPU_ISA``). Other CPUs (ARM, older x86) answer False: fp32 there.
     """
     if not torch.backends.mkldnn.is_available():
         return False
@@ -115,18 +117,20 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     """``model`` with its 4-D weights in ``channels_last`` (in place), skipped when they already are.
 
     Why, also on the CPU: oneDNN's convolutions run NHWC directly and reorder NCHW weights on every call.
-    UNet + ResNet-18 at 128 px, 1 thread: training 20.8 vs 17.7 images/s in bf16 (fp32: 10.5 vs 8.6),
-    inference 68 vs 47 (``benchmarks/cpu_speed.py``). The input needs no conversion: with one channel,
+    UNet + ResNet-18 at 128 px, 2 threads: training 40.0 vs 34.7 images/s in bf16 (fp32: 21.4 vs 17.8),
+    inference 128 vs 91 (``benchmarks/cpu_speed.py``). The input needs no conversion: with one channel,
     NCHW and NHWC are the same layout. The check looks at one convolution weight with more than one
     input channel and a kernel larger than 1x1 (the only kind whose two layouts differ), so calling this
-    before every batch costs nothing once converted.
+    before every batch costs nothing once converted. Converting inside ``torch.inference_mode`` would make
+    the weights inference tensors that can never be trained again, so the conversion always leaves it.
     """
     for p in model.parameters():
         if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
             if p.is_contiguous(memory_format=torch.channels_last):
                 return model
             break
-    return model.to(memory_format=torch.channels_last)
+    with torch.inference_mode(False):
+        return model.to(memory_format=torch.channels_last)
 
 
 def make_scaler(device: torch.device, amp: AmpSettings) -> torch.amp.GradScaler:

@@ -192,8 +192,9 @@ def test_gpu_prediction_matches_the_cpu(
     assert next(Predictor(tiny_bundle, "cuda").model.parameters()).device.type == "cuda"
     assert np.allclose(cpu.probs, gpu.probs, atol=1e-4)
     assert np.abs(cpu.prob_map - gpu.prob_map).max() < 1e-3
-    img = _image(tmp_path / "x.png", 64, 64)
-    out = tmp_path / "x_overlay.png"
+    (tmp_path / "in").mkdir()
+    img = _image(tmp_path / "in" / "x.png", 64, 64)
+    out = tmp_path / "x_overlay.png"  # outside the input's folder (issue 14's guard)
     assert (
         launch.main(["predict", "--model", str(tiny_bundle), "--image", str(img), "--gpu", "--out", str(out)])
         == 0

@@ -109,6 +109,16 @@ def test_to_channels_last_converts_once(monkeypatch: pytest.MonkeyPatch) -> None
     assert calls == [((), {"memory_format": torch.channels_last})]
 
 
+def test_to_channels_last_in_inference_mode_keeps_the_weights_trainable() -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Conv2d(4, 1, 3))
+    with torch.inference_mode():
+        to_channels_last(net)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(p.is_inference() for p in net.parameters())
+    net(torch.rand(1, 2, 7, 7)).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_amp_auto_on_cuda() -> None:
     dev = torch.device("cuda")

@@ -209,12 +209,22 @@ def test_amp_auto_on_cpu_trains_bf16_with_fp32_master_weights(
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_channels_last_weights_on_the_cpu(data: tuple, channels_last: bool) -> None:
+    """The loop's layout follows ``train.channels_last``; predict puts a model in channels_last and it
+    still trains afterwards (the conversion never happens inside inference mode)."""
+    from analysis.predict import predict_arrays
+
+    def convs(model: torch.nn.Module) -> list[torch.Tensor]:
+        return [p for p in model.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1]
+
     dataset, split, _ = data
-    loop = CrossValLoop(tiny_spec(epochs=1, channels_last=channels_last), dataset, split, device="cpu")
-    convs = [
-        p for p in loop.folds[0].model.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1
-    ]
-    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) is channels_last for p in convs)
+    loop = CrossValLoop(tiny_spec(epochs=2, channels_last=channels_last), dataset, split, device="cpu")
+    model = loop.folds[0].model
+    assert convs(model)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) is channels_last for p in convs(model))
+    assert math.isfinite(loop.step()["train/loss"])
+    predict_arrays([model], np.array(dataset.images[:4]), torch.device("cpu"))
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs(model))
+    assert not any(p.is_inference() for p in model.parameters())
     assert math.isfinite(loop.step()["train/loss"])
 
 
