@@ -38,7 +38,7 @@ def trial_exception(trial: Any) -> tuple[BaseException | None, str]:
     """``(exception, where)`` of a trial's last failure, read from the file Tune has just written on this
     (driver) machine and unwrapped from Ray's ``RayTaskError`` (``where``: its first line, with the worker's
     pid and node ip); ``(None, "")`` when Tune kept none."""
-    import ray.cloudpickle as pickle
+    import ray.cloudpickle as pickle  # the file Tune itself wrote on this driver during this run
     from ray.exceptions import RayTaskError
 
     path = trial.pickled_error_file
