@@ -63,14 +63,25 @@ def analyze(
     row = choose_trial(board)
     tid = str(row["trial_id"])
     spec = trial_spec(results, tid)
-    chosen = {"trial_id": tid, "score": float(row["score"]), "score_std": float(row["score_std"]),
-              "best_epoch": row["best_epoch"], "refit_epochs": refit_epochs(row), "metric": board.attrs["metric"],
-              "where": list(where or [])}  # fmt: skip
-    best = write_best_config(spec, out / "best_config.yaml", {
-        "best trial": f"{tid} of {exp_dir}", "where": " ".join(where or []) or "all trials",
-        f"CV {chosen['metric']}": f"{chosen['score']:.4f} +- {chosen['score_std']:.4f} at epoch {chosen['best_epoch']}",
-        "refit --epochs auto": chosen["refit_epochs"],
-    })  # fmt: skip
+    chosen = {
+        "trial_id": tid,
+        "score": float(row["score"]),
+        "score_std": float(row["score_std"]),
+        "best_epoch": row["best_epoch"],
+        "refit_epochs": refit_epochs(row),
+        "metric": board.attrs["metric"],
+        "where": list(where or []),
+    }
+    best = write_best_config(
+        spec,
+        out / "best_config.yaml",
+        {
+            "best trial": f"{tid} of {exp_dir}",
+            "where": " ".join(where or []) or "all trials",
+            f"CV {chosen['metric']}": f"{chosen['score']:.4f} +- {chosen['score_std']:.4f} at epoch {chosen['best_epoch']}",
+            "refit --epochs auto": chosen["refit_epochs"],
+        },
+    )
     plots = make_plots(results, board, out / "plots")
     report = write_report(out, results, board, plots, chosen, best, where)
     (out / "analysis.json").write_text(json.dumps(chosen, indent=1, default=str) + "\n", encoding="utf-8")
@@ -247,9 +258,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     command += ["--tta"] if args.tta else []
     try:
         report = run_evaluation(
-            args.model, args.data, args.out, args.device, args.tta, args.missing_mask, args.n_boot,
-            progress=True, command=shlex.join(command),
-        )  # fmt: skip
+            args.model,
+            args.data,
+            args.out,
+            args.device,
+            args.tta,
+            args.missing_mask,
+            args.n_boot,
+            progress=True,
+            command=shlex.join(command),
+        )
     except (EvaluateError, PredictError, DataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return BAD_INPUT

@@ -40,8 +40,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         print(f"error in {source}:\n{exc}" if source else f"error: {exc}", file=sys.stderr)
         return BAD_INPUT
     except (PipelineError, ExperimentError, RefitError, NonFiniteLossError) as exc:
-        print(f"pipeline stopped: {exc}\n(fix the cause and run the same command again: finished stages are "
-              "kept, an interrupted one resumes)", file=sys.stderr)  # fmt: skip
+        print(
+            f"pipeline stopped: {exc}\n(fix the cause and run the same command again: finished stages are "
+            "kept, an interrupted one resumes)",
+            file=sys.stderr,
+        )
         return FAILED
     refit = run.state.data.get("refit") or {}
     print(f"pipeline folder: {run.folder}")

@@ -45,7 +45,7 @@ from trainables.data.errors import DataError, listing
 from trainables.data.imageio import centre_crop_mask, read_mask_file
 from trainables.data.resize import ResizeInfo, undo_resize
 from trainables.data.scan import scan_folder
-from trainables.metrics import classification_metrics, lesion_mask, segmentation_metrics
+from trainables.metrics import classification_metrics, lesion_mask, per_class_dice, segmentation_metrics
 
 LOG_FILE = "test_evaluations.jsonl"
 SEG_METRICS = ("dice", "iou", "hd95", "nsd")
@@ -81,8 +81,11 @@ class OriginalMasks(Sequence[np.ndarray]):
             part = read_mask_file(self.root / rel)
             fitted = part if part.shape == mask.shape else centre_crop_mask(part, width, height)
             if fitted is None:
-                raise DataError(f"{self.root / rel}: {part.shape[1]}x{part.shape[0]} mask does not fit its "
-                                f"{width}x{height} image", path=self.root / rel)  # fmt: skip
+                raise DataError(
+                    f"{self.root / rel}: {part.shape[1]}x{part.shape[0]} mask does not fit its "
+                    f"{width}x{height} image",
+                    path=self.root / rel,
+                )
             mask |= fitted
         return mask
 
@@ -192,8 +195,15 @@ def original_size_metrics(
     rows = np.full((len(seg_prob), len(names)), np.nan)
     with ThreadPoolExecutor(max_workers=default_workers()) as pool:
         results = pool.map(one, range(len(seg_prob)))
-        bar = tqdm(results, total=len(seg_prob), desc="original-size metrics", unit="img",
-                   disable=not progress, file=sys.stderr, leave=False)  # fmt: skip
+        bar = tqdm(
+            results,
+            total=len(seg_prob),
+            desc="original-size metrics",
+            unit="img",
+            disable=not progress,
+            file=sys.stderr,
+            leave=False,
+        )
         for i, values in enumerate(bar):
             rows[i] = values
     return {k: rows[:, j] for j, k in enumerate(names)}
@@ -209,20 +219,6 @@ def _crop_to_union(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.nda
     rows, cols = np.flatnonzero(union.any(1)), np.flatnonzero(union.any(0))
     window = (slice(max(rows[0] - 1, 0), rows[-1] + 2), slice(max(cols[0] - 1, 0), cols[-1] + 2))
     return pred[window], gt[window]
-
-
-def per_class_dice(
-    dice: Sequence[float], labels: np.ndarray, class_names: Sequence[str], suffix: str = ""
-) -> dict[str, np.ndarray]:
-    """``dice_<class><suffix>``: per-image Dice kept on that class's images (NaN elsewhere), for every
-    class with at least one lesion image."""
-    values = np.asarray(dice, dtype=np.float64)
-    out = {}
-    for c, name in enumerate(class_names):
-        mine = np.where(np.asarray(labels) == c, values, np.nan)
-        if np.isfinite(mine).any():
-            out[f"dice_{name}{suffix}"] = mine
-    return out
 
 
 def cluster_sampler(groups: np.ndarray) -> tuple[Callable[[np.random.Generator], np.ndarray], int]:
@@ -560,8 +556,17 @@ def _show(x: float | None, name: str) -> str:
 
 
 #: The figures ``evaluate`` prints (those present in the report).
-HEADLINE = ("dice", "dice_orig", "hd95_orig", "nsd_orig", "normal_fp_rate", "auc", "macro_f1",
-            "balanced_acc", "recall_malignant")  # fmt: skip
+HEADLINE = (
+    "dice",
+    "dice_orig",
+    "hd95_orig",
+    "nsd_orig",
+    "normal_fp_rate",
+    "auc",
+    "macro_f1",
+    "balanced_acc",
+    "recall_malignant",
+)
 
 
 def _resolution_note(report: Mapping[str, Any]) -> str:
@@ -606,8 +611,12 @@ def format_markdown(report: Mapping[str, Any], title: str) -> str:
     """The report as markdown: counts, warnings, metric tables per resolution, confusion matrix, figures
     (linked by file name: the markdown lies beside them)."""
     names = list(report["metrics"])
-    seg_working = [n for n in names if n in (*SEG_METRICS, "normal_fp_rate", "normal_specificity") or
-                   (n.startswith("dice_") and not n.endswith(ORIG))]  # fmt: skip
+    seg_working = [
+        n
+        for n in names
+        if n in (*SEG_METRICS, "normal_fp_rate", "normal_specificity")
+        or (n.startswith("dice_") and not n.endswith(ORIG))
+    ]
     seg_orig = [n for n in names if n.endswith(ORIG)]
     cls = [n for n in names if n not in seg_working and n not in seg_orig]
     s, b = report.get("settings") or {}, report.get("bootstrap") or {}
@@ -623,13 +632,27 @@ def format_markdown(report: Mapping[str, Any], title: str) -> str:
         lines += ["## Warnings", "", *(f"- {w}" for w in report["warnings"]), ""]
     lines += ["## Classification", "", *_metric_table(report, cls), ""]
     if seg_orig:
-        lines += [f"## Segmentation at the original image size (distances in original px, NSD tau "
-                  f"{s.get('tau_px_original')} px)", "", *_metric_table(report, seg_orig), ""]  # fmt: skip
-    lines += [f"## Segmentation at the working size ({s.get('working_size_px')} px; distances in working px, "
-              f"NSD tau {s.get('tau_px')} px)", "", *_metric_table(report, seg_working), ""]  # fmt: skip
+        lines += [
+            f"## Segmentation at the original image size (distances in original px, NSD tau "
+            f"{s.get('tau_px_original')} px)",
+            "",
+            *_metric_table(report, seg_orig),
+            "",
+        ]
+    lines += [
+        f"## Segmentation at the working size ({s.get('working_size_px')} px; distances in working px, "
+        f"NSD tau {s.get('tau_px')} px)",
+        "",
+        *_metric_table(report, seg_working),
+        "",
+    ]
     head = " | ".join(report["class_names"])
-    lines += ["## Confusion matrix (rows: true class, columns: predicted)", "", f"| true \\ predicted | {head} |",
-              "|---" * (len(report["class_names"]) + 1) + "|"]  # fmt: skip
+    lines += [
+        "## Confusion matrix (rows: true class, columns: predicted)",
+        "",
+        f"| true \\ predicted | {head} |",
+        "|---" * (len(report["class_names"]) + 1) + "|",
+    ]
     for name, row in zip(report["class_names"], report["confusion"]):
         lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
     lines += ["", "## Figures", ""]

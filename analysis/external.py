@@ -104,7 +104,7 @@ def audit_warnings(audit: Mapping[str, Any], missing_mask: str = "error") -> lis
         "missing_masks": f"image(s) without a mask, {'treated as no lesion' if missing_mask == 'empty' else 'left out'}",
         "orphan_masks": "mask(s) without an image, not used",
         "ignored_files": "file(s) or folder(s) ignored (not an image of a class folder)",
-    }  # fmt: skip
+    }
     for key, text in what.items():
         items = list(audit.get(key) or [])
         if items:
@@ -173,15 +173,21 @@ def run_evaluation(
             f"{out} already holds {REPORT_NAME}; choose another --out (nothing is overwritten)"
         )
     cfg = DataConfig(
-        root=str(root), image_size=predictor.image_size, resize=predictor.resize,
-        classes=list(predictor.class_names), missing_mask=missing_mask,
-    )  # fmt: skip
+        root=str(root),
+        image_size=predictor.image_size,
+        resize=predictor.resize,
+        classes=list(predictor.class_names),
+        missing_mask=missing_mask,
+    )
     dataset = load_dataset(cfg, progress=progress)  # audits the folder; DataError when unusable
     warnings = audit_warnings(dataset.audit, missing_mask)
     source = predictor.meta.get("source") or {}
     if source.get("data_fingerprint") == dataset.fingerprint:
-        warnings.insert(0, "the bundle was refitted on this very data (same fingerprint): its development "
-                           "images are among these, so the figures are not an external validation")  # fmt: skip
+        warnings.insert(
+            0,
+            "the bundle was refitted on this very data (same fingerprint): its development "
+            "images are among these, so the figures are not an external validation",
+        )
 
     test = heldout_from_dataset(dataset, np.arange(len(dataset)))
     seg_prob, probs = predict_arrays(
@@ -206,16 +212,27 @@ def run_evaluation(
         "audit": dataset.audit,
         **result,
         "outputs": {
-            "report": str(out / REPORT_NAME), "report_md": str(out / REPORT_MD), "log": str(log),
+            "report": str(out / REPORT_NAME),
+            "report_md": str(out / REPORT_MD),
+            "log": str(log),
             **{k: str(v) for k, v in figures.items()},
         },
-    }  # fmt: skip
+    }
     write_json(out / REPORT_NAME, report)
     write_markdown(report, out / REPORT_MD, f"External evaluation of {bundle.name} on {dataset.root}")
     headline = {k: report["metrics"][k]["value"] for k in HEADLINE if k in report["metrics"]}
-    append_log(bundle, {
-        "data_root": dataset.root, "data_fingerprint": dataset.fingerprint, "n_images": report["n_images"],
-        "n_per_class": dict(zip(report["class_names"], report["n_per_class"])), "metrics": headline,
-        "tta": tta, "device": str(predictor.device), "out_dir": str(out), "command": command,
-    })  # fmt: skip
+    append_log(
+        bundle,
+        {
+            "data_root": dataset.root,
+            "data_fingerprint": dataset.fingerprint,
+            "n_images": report["n_images"],
+            "n_per_class": dict(zip(report["class_names"], report["n_per_class"])),
+            "metrics": headline,
+            "tta": tta,
+            "device": str(predictor.device),
+            "out_dir": str(out),
+            "command": command,
+        },
+    )
     return report

@@ -161,12 +161,26 @@ def run_pipeline(
     t0 = time.monotonic()
     try:
         for i, stage in enumerate(pipeline.stages, 1):
-            run_stage(pipeline, stage, state, folder, i, smoke=smoke, data=data,
-                      allow_rerun=stage.name in rerun_stages, address=address, log=log)  # fmt: skip
+            run_stage(
+                pipeline,
+                stage,
+                state,
+                folder,
+                i,
+                smoke=smoke,
+                data=data,
+                allow_rerun=stage.name in rerun_stages,
+                address=address,
+                log=log,
+            )
         run_final_refit(pipeline, state, smoke, log)
         # Recorded once every stage matched this run's settings (a refused run leaves them as they were).
-        state.data.update(pipeline=pipeline.name, thesis_file=str(pipeline.path), smoke=smoke,
-                          data_root=str(Path(data).expanduser().resolve()) if data else None)  # fmt: skip
+        state.data.update(
+            pipeline=pipeline.name,
+            thesis_file=str(pipeline.path),
+            smoke=smoke,
+            data_root=str(Path(data).expanduser().resolve()) if data else None,
+        )
     finally:
         state.data["last_run_s"] = round(time.monotonic() - t0, 1)
         state.save()
@@ -212,21 +226,33 @@ def run_stage(
     own_hash = spec_hash(own)
     own_flat = normalise(flatten(own, type(spec)))
     exp = folder / stage.name
-    decision = plan_stage(stage.name, state.stage(stage.name), own_hash, own_flat, inherited, exp.exists(),
-                          allow_rerun)  # fmt: skip
+    decision = plan_stage(
+        stage.name, state.stage(stage.name), own_hash, own_flat, inherited, exp.exists(), allow_rerun
+    )
     total = len(pipeline.stages)
     got = ", ".join(f"{k}={v}" for k, v in inherited.items() if not isinstance(v, dict | list))
-    log(f"\n=== pipeline stage {index}/{total} {stage.name}: {decision.action} ({decision.reason})"
-        + (f"; inherits {got} from {source}" if got else ""))  # fmt: skip
+    log(
+        f"\n=== pipeline stage {index}/{total} {stage.name}: {decision.action} ({decision.reason})"
+        + (f"; inherits {got} from {source}" if got else "")
+    )
     if decision.action == SKIP:
         return state.stage(stage.name) or {}
     if decision.action in (RUN, RERUN, RESUME):
         record = dict(state.stage(stage.name) or {}) if decision.action == RESUME else {}
         record.update(
-            status="running", own_hash=own_hash, own_spec=own_flat, inherited=inherited, inherited_from=source,
-            resolved_hash=spec_hash(spec), spec_file=str(stage.path), exp_dir=str(exp), description=stage.entry.description,
-            rank_by=stage.entry.rank_by, smoke=shrink.to_dict() if shrink else None, decision=decision.reason,
-        )  # fmt: skip
+            status="running",
+            own_hash=own_hash,
+            own_spec=own_flat,
+            inherited=inherited,
+            inherited_from=source,
+            resolved_hash=spec_hash(spec),
+            spec_file=str(stage.path),
+            exp_dir=str(exp),
+            description=stage.entry.description,
+            rank_by=stage.entry.rank_by,
+            smoke=shrink.to_dict() if shrink else None,
+            decision=decision.reason,
+        )
         record.setdefault("started", now())
         state.set_stage(stage.name, record)
         t = time.monotonic()
@@ -234,11 +260,14 @@ def run_stage(
         state.update_stage(stage.name, status="searched", search_s=round(time.monotonic() - t, 1))
     t = time.monotonic()
     summary = analyse_stage(exp, stage.entry.rank_by)
-    record = state.update_stage(stage.name, status="done", analysis_s=round(time.monotonic() - t, 1),
-                                finished=now(), **summary)  # fmt: skip
+    record = state.update_stage(
+        stage.name, status="done", analysis_s=round(time.monotonic() - t, 1), finished=now(), **summary
+    )
     w = summary["winner"]
-    log(f"=== {stage.name}: winner {w['trial_id']} {summary['metric']} {_fmt(w['score'])} ± {_fmt(w['score_std'])} "
-        f"({', '.join(f'{k}={v}' for k, v in w['params'].items())})")  # fmt: skip
+    log(
+        f"=== {stage.name}: winner {w['trial_id']} {summary['metric']} {_fmt(w['score'])} ± {_fmt(w['score_std'])} "
+        f"({', '.join(f'{k}={v}' for k, v in w['params'].items())})"
+    )
     return record
 
 
@@ -317,10 +346,14 @@ def analyse_stage(exp: Path, rank_by: str | None = None) -> dict[str, Any]:
         "trial_status": {str(k): int(v) for k, v in board["status"].value_counts().items()},
         "winner": normalise(winner),
         "runner_up": normalise(runner_up),
-        "analysis": {"dir": str(out.out_dir.relative_to(exp)), "report": str(out.report.relative_to(exp)),
-                     "leaderboard": str(out.leaderboard_md.relative_to(exp)),
-                     "best_config": str(out.best_config.relative_to(exp)), "plots": plots},
-    }  # fmt: skip
+        "analysis": {
+            "dir": str(out.out_dir.relative_to(exp)),
+            "report": str(out.report.relative_to(exp)),
+            "leaderboard": str(out.leaderboard_md.relative_to(exp)),
+            "best_config": str(out.best_config.relative_to(exp)),
+            "plots": plots,
+        },
+    }
 
 
 # ------------------------------------------------------------------------------------------ refit
@@ -340,8 +373,15 @@ def run_final_refit(
     exp = state.folder / name  # this pipeline's own stage folder (also after the pipeline folder moved)
     out = exp / "refit"
     n_boot = cfg.smoke.n_boot if smoke else cfg.refit.n_boot
-    key = normalise({"stage": name, "trial_id": record["winner"]["trial_id"], "resolved_hash": record["resolved_hash"],
-                     "epochs": cfg.refit.epochs, "n_boot": n_boot})  # fmt: skip
+    key = normalise(
+        {
+            "stage": name,
+            "trial_id": record["winner"]["trial_id"],
+            "resolved_hash": record["resolved_hash"],
+            "epochs": cfg.refit.epochs,
+            "n_boot": n_boot,
+        }
+    )
     previous = state.data.get("refit") or {}
     if previous.get("status") == "done" and previous.get("key") == key and (out / REPORT_NAME).is_file():
         log(f"\n=== refit of {name}: done (trial {key['trial_id']})")
@@ -369,12 +409,22 @@ def run_final_refit(
     if replaced is not None:
         replaced.discard()
     refit = {
-        "status": "done", "key": key, "stage": name, "trial_id": key["trial_id"], "out_dir": str(out),
-        "epochs": report.get("epochs"), "epochs_rule": report.get("epochs_rule"), "dev_images": report.get("dev_images"),
-        "n_test": report.get("n_images"), "cv_score": report.get("cv_score"),
+        "status": "done",
+        "key": key,
+        "stage": name,
+        "trial_id": key["trial_id"],
+        "out_dir": str(out),
+        "epochs": report.get("epochs"),
+        "epochs_rule": report.get("epochs_rule"),
+        "dev_images": report.get("dev_images"),
+        "n_test": report.get("n_images"),
+        "cv_score": report.get("cv_score"),
         "metrics": {k: v for k, v in report["metrics"].items()},
-        "outputs": report["outputs"], "examples": examples, "refit_s": round(time.monotonic() - t, 1), "finished": now(),
-    }  # fmt: skip
+        "outputs": report["outputs"],
+        "examples": examples,
+        "refit_s": round(time.monotonic() - t, 1),
+        "finished": now(),
+    }
     state.data["refit"] = normalise(refit)
     state.save()
     return refit
@@ -397,9 +447,17 @@ def predict_examples(bundle: Path, chosen: Any, out: Path, device: str = "auto")
     for rel in picked:
         pred, gray = predictor.predict_file(root / rel)
         viz = save_visualization(pred, gray, out / (Path(rel).stem.replace(" ", "_") + "_viz.png"))
-        rows.append({"path": rel, "label": rel.split("/", 1)[0], "predicted": pred.predicted,
-                     "probs": [round(float(p), 4) for p in pred.probs], "lesion_area_px": pred.area_px,
-                     "flag": pred.flag, "visualization": str(viz)})  # fmt: skip
+        rows.append(
+            {
+                "path": rel,
+                "label": rel.split("/", 1)[0],
+                "predicted": pred.predicted,
+                "probs": [round(float(p), 4) for p in pred.probs],
+                "lesion_area_px": pred.area_px,
+                "flag": pred.flag,
+                "visualization": str(viz),
+            }
+        )
     return rows
 
 

@@ -18,8 +18,18 @@ from analysis.pipeline_state import PipelineState, now
 
 REPORT_NAME = "pipeline_report.md"
 TOP_ROWS = 5
-TEST_METRICS = ("dice", "iou", "hd95", "nsd", "normal_fp_rate", "auc", "macro_f1", "balanced_acc", "acc",
-                "recall_malignant")  # fmt: skip
+TEST_METRICS = (
+    "dice",
+    "iou",
+    "hd95",
+    "nsd",
+    "normal_fp_rate",
+    "auc",
+    "macro_f1",
+    "balanced_acc",
+    "acc",
+    "recall_malignant",
+)
 
 
 def _num(x: Any, digits: int = 3) -> str:
@@ -115,29 +125,48 @@ def stage_section(index: int, name: str, record: Mapping[str, Any], folder: Path
             for original, stand_in in (smoke.get("stand_ins") or {}).items():
                 groups.setdefault(stand_in, []).append(original)
         if groups:
-            lines.append("- Smoke stand-ins: " + "; ".join(
-                f"`{b}` for {', '.join(f'`{a}`' for a in originals)}" for b, originals in groups.items()))  # fmt: skip
+            lines.append(
+                "- Smoke stand-ins: "
+                + "; ".join(
+                    f"`{b}` for {', '.join(f'`{a}`' for a in originals)}" for b, originals in groups.items()
+                )
+            )
         dropped = smoke.get("dropped_values") or {}
         if dropped:
-            lines.append("- Smoke grid subset, left out: "
-                         + "; ".join(f"`{k}`: {', '.join(map(str, v))}" for k, v in dropped.items()))  # fmt: skip
+            lines.append(
+                "- Smoke grid subset, left out: "
+                + "; ".join(f"`{k}`: {', '.join(map(str, v))}" for k, v in dropped.items())
+            )
         if smoke.get("num_samples"):
             lines.append(f"- Smoke trials: {smoke['num_samples'][1]} (of {smoke['num_samples'][0]})")
     metric = record.get("metric", "score")
     direction = "lower" if record.get("lower_is_better") else "higher"
-    lines += ["", f"Ranked by the CV mean of `{metric}` ({direction} is better) at each trial's best epoch; "
-              "mean ± std over folds. Top rows:", "", _leaderboard_rows(exp, metric).rstrip(), ""]  # fmt: skip
+    lines += [
+        "",
+        f"Ranked by the CV mean of `{metric}` ({direction} is better) at each trial's best epoch; "
+        "mean ± std over folds. Top rows:",
+        "",
+        _leaderboard_rows(exp, metric).rstrip(),
+        "",
+    ]
     w, r = record["winner"], record.get("runner_up")
-    choice = (f"**Chosen:** trial `{w['trial_id']}`: {_params(w['params'])}: {metric} {_pm(w['score'], w['score_std'])}, "
-              f"Dice {_pm(w.get('dice'), w.get('dice_std'))}, macro-F1 {_pm(w.get('macro_f1'), w.get('macro_f1_std'))}.")  # fmt: skip
+    choice = (
+        f"**Chosen:** trial `{w['trial_id']}`: {_params(w['params'])}: {metric} {_pm(w['score'], w['score_std'])}, "
+        f"Dice {_pm(w.get('dice'), w.get('dice_std'))}, macro-F1 {_pm(w.get('macro_f1'), w.get('macro_f1_std'))}."
+    )
     lines.append(choice)
     if r:
         margin = abs(float(w["score"]) - float(r["score"]))
         std = float(w["score_std"]) if w.get("score_std") is not None else math.nan
-        verdict = ("within one fold standard deviation of the winner, so the data does not separate them"
-                   if not math.isnan(std) and margin < std else "a clearer gap than the winner's fold spread")  # fmt: skip
-        lines.append(f"Runner-up: trial `{r['trial_id']}` ({_params(r['params'])}): {_pm(r['score'], r['score_std'])}; "
-                     f"margin {_num(margin)}, {verdict}.")  # fmt: skip
+        verdict = (
+            "within one fold standard deviation of the winner, so the data does not separate them"
+            if not math.isnan(std) and margin < std
+            else "a clearer gap than the winner's fold spread"
+        )
+        lines.append(
+            f"Runner-up: trial `{r['trial_id']}` ({_params(r['params'])}): {_pm(r['score'], r['score_std'])}; "
+            f"margin {_num(margin)}, {verdict}."
+        )
     lines += ["", *_figures(record, exp, folder)]
     return lines
 
@@ -168,13 +197,19 @@ def refit_section(refit: Mapping[str, Any], folder: Path) -> list[str]:
             lines += [f"![{key}]({_rel(refit['outputs'][key], folder)})", ""]
     examples = refit.get("examples") or []
     if examples:
-        lines += ["Held-out images predicted from their files with the bundle (as `launch.py predict` does):", "",
-                  "| image | label | predicted | probabilities | lesion px | flag |", "|---|---|---|---|---|---|"]  # fmt: skip
+        lines += [
+            "Held-out images predicted from their files with the bundle (as `launch.py predict` does):",
+            "",
+            "| image | label | predicted | probabilities | lesion px | flag |",
+            "|---|---|---|---|---|---|",
+        ]
         for e in examples:
             probs = ", ".join(f"{p:.2f}" for p in e["probs"])
             viz = _rel(e["visualization"], folder)
-            lines.append(f"| [{e['path']}]({viz}) | {e['label']} | {e['predicted']} | {probs} | "
-                         f"{e['lesion_area_px']} | {e['flag'] or '-'} |")  # fmt: skip
+            lines.append(
+                f"| [{e['path']}]({viz}) | {e['label']} | {e['predicted']} | {probs} | "
+                f"{e['lesion_area_px']} | {e['flag'] or '-'} |"
+            )
         lines.append("")
     return lines
 
@@ -187,8 +222,12 @@ def comparison_section(pipeline: Pipeline, state: PipelineState) -> list[str]:
     if not reference or not config:
         return []
     stand_ins = pipeline.config.smoke.encoder_stand_ins if state.data.get("smoke") else {}
-    lines = ["## Does the data pick the thesis's architecture?", "",
-             "| field | thesis | this pipeline | same | decided by |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "## Does the data pick the thesis's architecture?",
+        "",
+        "| field | thesis | this pipeline | same | decided by |",
+        "|---|---|---|---|---|",
+    ]
     for key, thesis in reference.items():
         compare = stand_ins.get(thesis, thesis) if key == "model.encoder" else thesis
         shown = f"`{thesis}`" + (f" (smoke stand-in `{compare}`)" if compare != thesis else "")
@@ -223,8 +262,12 @@ def write_pipeline_report(pipeline: Pipeline, state: PipelineState, folder: str 
             "refit. The numbers below say nothing about the methods compared.",
             "",
         ]
-    lines += ["## Stages", "", "| stage | searched | trials | ranked by | winner | CV score | Dice | macro-F1 | time (s) |",
-              "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "## Stages",
+        "",
+        "| stage | searched | trials | ranked by | winner | CV score | Dice | macro-F1 | time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in pipeline.config.stage_names:
         r = state.stage(name) or {}
         w = r.get("winner") or {}
@@ -236,8 +279,12 @@ def write_pipeline_report(pipeline: Pipeline, state: PipelineState, folder: str 
             f"{_num(seconds, 0)} |"
         )
     refit = state.data.get("refit") or {}
-    lines += ["", f"Times are this folder's search + analysis seconds per stage (a resumed stage counts its last "
-              f"session); refit {_num(refit.get('refit_s'), 0)} s.", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Times are this folder's search + analysis seconds per stage (a resumed stage counts its last "
+        f"session); refit {_num(refit.get('refit_s'), 0)} s.",
+        "",
+    ]
     for i, name in enumerate(pipeline.config.stage_names, 1):
         lines += stage_section(i, name, state.stage(name) or {}, folder)
     lines += refit_section(state.data.get("refit") or {}, folder)

@@ -527,8 +527,15 @@ def _csv_row(
 
 
 def _csv_fields(class_names: Sequence[str]) -> list[str]:
-    return ["path", *(f"prob_{n}" for n in class_names), "predicted_class", "lesion_area_px", "flag", "mask",
-            "overlay"]  # fmt: skip
+    return [
+        "path",
+        *(f"prob_{n}" for n in class_names),
+        "predicted_class",
+        "lesion_area_px",
+        "flag",
+        "mask",
+        "overlay",
+    ]
 
 
 def format_probs(pred: Prediction) -> str:

@@ -83,8 +83,12 @@ def choose(
     metric: str | None = None,
     data_root: str | None = None,
 ) -> Chosen:
-    """Resolve an experiment folder or a spec file into a :class:`Chosen`."""
+    """Resolve an experiment folder, a ``launch.py train`` run folder or a spec file into a :class:`Chosen`."""
     source = Path(source)
+    if source.is_dir() and is_train_run(source):
+        if trial or where:
+            raise RefitError(f"--trial and --where need an experiment folder; {source} is one train run")
+        return _from_train_run(source, data_root)
     if source.is_dir():
         return _from_experiment(source, trial, where, metric, data_root)
     if trial or where:
@@ -102,6 +106,38 @@ def choose(
         "train.epochs of the spec (no trial to take best epochs from)",
         None,
         None,
+    )
+
+
+def is_train_run(folder: Path) -> bool:
+    """Whether ``folder`` was written by ``launch.py train`` (its files; a search folder has trial folders)."""
+    return all(
+        (folder / name).is_file() for name in ("spec.yaml", "splits.json", "epochs.csv", "summary.json")
+    )
+
+
+def _from_train_run(run_dir: Path, data_root: str | None) -> Chosen:
+    """A train run's spec and split (its files, not a recomputation); ``auto`` = its best common epoch."""
+    spec = load_spec(run_dir / "spec.yaml")
+    if data_root:
+        spec = _with_root(spec, data_root)
+    summary = _read_json(run_dir / "summary.json")
+    best = _epoch_or_none(summary.get("best_epoch"))
+    if best is None:
+        raise RefitError(f"{run_dir / 'summary.json'}: no best epoch yet (has the run finished an epoch?)")
+    splits = json.loads((run_dir / "splits.json").read_text(encoding="utf-8"))
+    data = _read_json(run_dir / "data.json")
+    score = summary.get("score")
+    return Chosen(
+        spec=spec,
+        exp_dir=run_dir,
+        trial_id=None,
+        auto_epochs=best,
+        auto_rule="the train run's best common epoch (summary.json best_epoch)",
+        splits=splits,
+        fingerprint=data.get("fingerprint") or splits.get("fingerprint"),
+        cv_score=float(score) if isinstance(score, int | float) else None,
+        scored_epoch=best,
     )
 
 
@@ -134,11 +170,17 @@ def _from_experiment(
     data = _read_json(exp_dir / "data.json")
     info = results.trials.set_index("trial_id").loc[row["trial_id"]]
     return Chosen(
-        spec=spec, exp_dir=exp_dir, trial_id=str(row["trial_id"]), auto_epochs=refit_epochs(row),
-        auto_rule="mean over folds of the trial's per-fold best epochs, rounded", splits=splits,
-        fingerprint=data.get("fingerprint") or splits.get("fingerprint"), trial_dir=exp_dir / str(info["trial_dir"]),
-        cv_score=float(row["score"]), scored_epoch=_epoch_or_none(row.get("best_epoch")),
-    )  # fmt: skip
+        spec=spec,
+        exp_dir=exp_dir,
+        trial_id=str(row["trial_id"]),
+        auto_epochs=refit_epochs(row),
+        auto_rule="mean over folds of the trial's per-fold best epochs, rounded",
+        splits=splits,
+        fingerprint=data.get("fingerprint") or splits.get("fingerprint"),
+        trial_dir=exp_dir / str(info["trial_dir"]),
+        cv_score=float(row["score"]),
+        scored_epoch=_epoch_or_none(row.get("best_epoch")),
+    )
 
 
 def _epoch_or_none(value: Any) -> int | None:
@@ -427,10 +469,16 @@ def run_refit(
     figures = write_figures(test, seg_prob, probs, report, out)
     outputs.update({k: str(v) for k, v in figures.items()})
     log_dir = chosen.exp_dir if chosen.exp_dir is not None else out
-    earlier = record_evaluation(log_dir, digest, {
-        "kind": kind, "trial_id": chosen.trial_id, "out_dir": str(out),
-        "metrics": {k: v["value"] for k, v in report["metrics"].items()},
-    })  # fmt: skip
+    earlier = record_evaluation(
+        log_dir,
+        digest,
+        {
+            "kind": kind,
+            "trial_id": chosen.trial_id,
+            "out_dir": str(out),
+            "metrics": {k: v["value"] for k, v in report["metrics"].items()},
+        },
+    )
     report = {
         "kind": kind,
         "experiment": str(chosen.exp_dir) if chosen.exp_dir else None,

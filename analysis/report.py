@@ -23,8 +23,17 @@ import pandas as pd
 from analysis.leaderboard import CV_FIGURE_NOTE, display_frame, to_markdown
 from analysis.results import ExperimentResults
 
-PACKAGES = ("torch", "timm", "segmentation-models-pytorch", "monai", "ray", "optuna", "numpy", "scikit-learn",
-            "wandb")  # fmt: skip
+PACKAGES = (
+    "torch",
+    "timm",
+    "segmentation-models-pytorch",
+    "monai",
+    "ray",
+    "optuna",
+    "numpy",
+    "scikit-learn",
+    "wandb",
+)
 REPORT_TOP = 20
 
 

@@ -39,10 +39,23 @@ SPEC_FILE = "spec.yaml"
 
 # Ray's bookkeeping keys that are not metrics of the loop; kept in the table only where useful.
 _RAY_KEYS = {
-    "timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "trial_id", "date",
-    "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config", "time_since_restore",
-    "iterations_since_restore", "training_iteration", "experiment_tag",
-}  # fmt: skip
+    "timestamp",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "done",
+    "trial_id",
+    "date",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "hostname",
+    "node_ip",
+    "config",
+    "time_since_restore",
+    "iterations_since_restore",
+    "training_iteration",
+    "experiment_tag",
+}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _UNFINISHED = {"PENDING", "RUNNING", "PAUSED"}
 

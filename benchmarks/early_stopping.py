@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = common.search_spec(overrides(args, "asha", args.seeds[0]))
     common.load_data(spec)  # build the synthetic set before any timing
     print(
-        f"space: spaces/quickstart.yaml ({len(spec.search.space)} parameters), {args.samples} trials, "
+        f"space: benchmarks/quickstart_space.yaml ({len(spec.search.space)} parameters), {args.samples} trials, "
         f"{args.epochs} epochs, ASHA grace {args.grace} eta {args.eta:g}, {args.cpus:g} CPU per trial, "
         f"seeds {args.seeds}"
     )

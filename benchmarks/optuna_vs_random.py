@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = common.banner(NAME, COMPARED)
     common.load_data(common.search_spec(overrides(args, "optuna", args.seeds[0])))
     print(
-        f"space: spaces/quickstart.yaml with ASHA, {args.samples} trials of up to {args.epochs} epochs, "
+        f"space: benchmarks/quickstart_space.yaml with ASHA, {args.samples} trials of up to {args.epochs} epochs, "
         f"seeds {args.seeds}"
     )
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}

@@ -45,11 +45,14 @@ def build_searcher(spec: SearchSpec, space: Space) -> Any:
         from ray.tune.search.optuna import OptunaSearch
 
         multi = len(s.metrics) > 1
+        # Optuna enqueues a point as raw parameter values: list/mapping choices must be given as the
+        # labels define-by-run suggests, or Optuna rejects the point when the first trial starts.
+        enqueued = [{k: space[k].optuna_value(v) for k, v in p.items()} for p in points]
         return OptunaSearch(
             space=space.define_by_run(),
             metric=s.metrics if multi else s.metrics[0],
             mode=s.modes if multi else s.modes[0],
-            points_to_evaluate=points or None,
+            points_to_evaluate=enqueued or None,
             sampler=optuna_sampler(spec),
         )
     from ray.tune.search.basic_variant import BasicVariantGenerator

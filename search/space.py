@@ -133,10 +133,20 @@ class Param:
             x = rng.uniform(self.low, self.high)
         return self._quantize(x)
 
+    @property
+    def by_label(self) -> bool:
+        """Whether Optuna sees this parameter's values as labels (a list or mapping among the choices)."""
+        return self.discrete and not all(_is_scalar(v) for v in self.values)
+
+    def optuna_value(self, value: Any) -> Any:
+        """``value`` as Optuna stores it for this parameter (its label when :attr:`by_label`): what an
+        enqueued point (``points_to_evaluate``) must hold so that :meth:`suggest` decodes it back."""
+        return _label(value) if self.by_label and value is not None else value
+
     def suggest(self, trial: Any) -> Any:
         """Ask an Optuna trial for this parameter (define-by-run)."""
         if self.discrete:
-            if all(_is_scalar(v) for v in self.values):
+            if not self.by_label:
                 return trial.suggest_categorical(self.key, list(self.values))
             by_label = {_label(v): v for v in self.values}
             return by_label[trial.suggest_categorical(self.key, list(by_label))]

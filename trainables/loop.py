@@ -69,6 +69,7 @@ from trainables.metrics import (
     classification_metrics,
     masks_from_logits,
     mean_std,
+    per_class_dice,
     segmentation_metrics,
     selection_score,
 )
@@ -390,9 +391,12 @@ class CrossValLoop:
         """Validation metrics of ``fold``'s current model on its validation images, plus ``score``."""
         pred, probs, loss = self.predict(fold, fold.val_idx)
         gt = np.asarray(self.masks_np[fold.val_idx]) > 0
+        labels = self.labels[fold.val_idx]
         seg = segmentation_metrics(pred, gt, tau=self.cfg.tau, min_area=self.cfg.min_area)
-        cls = classification_metrics(probs, self.labels[fold.val_idx], self.class_names)
+        cls = classification_metrics(probs, labels, self.class_names)
         metrics = {**_scalars(seg), **_scalars(cls), "loss": loss}
+        for name, values in per_class_dice(seg["per_image"]["dice"], labels, self.class_names).items():
+            metrics[name] = float(np.nanmean(values))  # e.g. dice_benign, dice_malignant
         metrics["score"] = selection_score(metrics, self.cfg.select)
         return metrics
 

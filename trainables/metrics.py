@@ -24,6 +24,7 @@ Definitions (also in the README):
   average="macro"`` when every class is present; NaN when fewer than two classes are present).
   ``macro_f1`` is scikit-learn's macro F1 over the classes present in labels or predictions;
   ``recall_<c>`` is NaN for a class absent from ``labels``; precision uses ``zero_division=0``.
+- ``dice_<c>``: the mean Dice over the lesion images of class ``c`` (:func:`per_class_dice`).
 - ``selection_score``: weighted mean of higher-is-better metrics; a NaN metric counts as 0.
 """
 
@@ -40,12 +41,12 @@ import torch
 
 SEG_KEYS = ("dice", "iou", "hd95", "nsd")
 
-#: Fixed metric names a selection score may weigh; ``recall_<class>`` and ``precision_<class>`` too.
+#: Fixed metric names a selection score may weigh; ``recall_<class>``, ``precision_<class>`` and ``dice_<class>`` too.
 SCORE_METRICS = ("dice", "iou", "nsd", "normal_specificity", "auc", "macro_f1", "acc", "balanced_acc")
 
 #: A pixel is lesion when its float32 lesion probability is above this (see :func:`lesion_mask`).
 LESION_THRESHOLD = 0.5
-_PER_CLASS_PREFIXES = ("recall_", "precision_")
+_PER_CLASS_PREFIXES = ("recall_", "precision_", "dice_")
 
 #: Direction of every metric this module reports (per-class names via :func:`higher_is_better`).
 HIGHER_IS_BETTER: dict[str, bool] = {
@@ -105,6 +106,20 @@ def segmentation_metrics(pred: np.ndarray, gt: np.ndarray, tau: float = 2.0, min
     out["n_lesion"] = int(lesion.size)
     out["n_normal"] = int(normal.sum())
     out["per_image"] = {k: [float(v) for v in per[k]] for k in SEG_KEYS}
+    return out
+
+
+def per_class_dice(
+    dice: Sequence[float], labels: np.ndarray, class_names: Sequence[str], suffix: str = ""
+) -> dict[str, np.ndarray]:
+    """``dice_<class><suffix>``: per-image Dice kept on that class's images (NaN elsewhere), for every
+    class with at least one lesion image (the published BUSI figures report benign and malignant apart)."""
+    values = np.asarray(dice, dtype=np.float64)
+    out = {}
+    for c, name in enumerate(class_names):
+        mine = np.where(np.asarray(labels) == c, values, np.nan)
+        if np.isfinite(mine).any():
+            out[f"dice_{name}{suffix}"] = mine
     return out
 
 
@@ -190,7 +205,7 @@ def check_select(weights: Mapping[str, float]) -> None:
     """Raise ``ValueError`` unless ``weights`` maps allowed metric names to weights >= 0 with a positive sum.
 
     Usable as the ``check`` of ``train.select``; class names are not known here, so any
-    ``recall_<name>`` / ``precision_<name>`` passes and is resolved when the score is computed.
+    ``recall_<name>`` / ``precision_<name>`` / ``dice_<name>`` passes and is resolved when the score is computed.
     """
     if not isinstance(weights, Mapping) or not weights:
         raise ValueError(f"expected a non-empty mapping of metric name to weight, got {weights!r}")
@@ -201,7 +216,7 @@ def check_select(weights: Mapping[str, float]) -> None:
                 why += "; weigh normal_specificity (= 1 - normal_fp_rate) instead"
             raise ValueError(
                 f"{name!r} is not a selection metric{why}; choose from {', '.join(SCORE_METRICS)}, "
-                "recall_<class>, precision_<class>"
+                "recall_<class>, precision_<class>, dice_<class>"
             )
         if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or w < 0:
             raise ValueError(f"{name}: expected a finite weight >= 0, got {w!r}")
@@ -221,10 +236,10 @@ def higher_is_better(name: str) -> bool:
     base = name.rsplit("/", 1)[-1]
     if base in HIGHER_IS_BETTER:
         return HIGHER_IS_BETTER[base]
-    if re.match(r"^(recall|precision)_.+", base):
+    if re.match(r"^(recall|precision|dice)_.+", base):
         return True
     raise KeyError(
-        f"no direction known for metric {name!r}; known: {sorted(HIGHER_IS_BETTER)}, recall_*, precision_*"
+        f"no direction known for metric {name!r}; known: {sorted(HIGHER_IS_BETTER)}, recall_*, precision_*, dice_*"
     )
 
 

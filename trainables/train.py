@@ -9,6 +9,8 @@ The folder holds everything needed to inspect or continue the run:
 - ``summary.json``: CV mean +- std at the best common epoch and each fold's best epoch.
 - ``state.pt``: the loop state after the last completed epoch (written atomically; also before epoch 1),
   loaded with ``weights_only=True``. Ctrl-C leaves it at the last completed epoch; ``--resume`` goes on.
+- ``learning_curves.png``: CV mean +- std per epoch (loss, Dice, macro-F1, AUC, normal specificity,
+  score), the best common epoch marked; drawn when the run finishes (``trainables.run_curves``).
 - ``fold{k}_best.safetensors``: fold k's model at its best epoch, when ``model_zoo.save_bundle`` exists.
 """
 
@@ -70,7 +72,8 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def epoch_rows(history: list[Mapping[str, float]], n_folds: int) -> list[dict[str, Any]]:
-    """One row per epoch and fold: ``epoch``, ``fold``, the fold's metrics (unprefixed), ``lr``."""
+    """One row per epoch and fold: ``epoch``, ``fold``, the fold's metrics (unprefixed), ``lr``, and the
+    epoch's wall time and training throughput (shared by its folds), so a run's speed can be audited."""
     rows = []
     for h in history:
         for k in range(n_folds):
@@ -78,6 +81,9 @@ def epoch_rows(history: list[Mapping[str, float]], n_folds: int) -> list[dict[st
             row: dict[str, Any] = {"epoch": int(h["epoch"]), "fold": k}
             row.update({key[len(prefix) :]: v for key, v in h.items() if key.startswith(prefix)})
             row["lr"] = h["lr"]
+            for key in ("time_this_epoch_s", "samples_per_s"):
+                if key in h:
+                    row[key] = h[key]
             rows.append(row)
     return rows
 
@@ -262,10 +268,26 @@ def run_train(
         _train_epochs(loop, spec, out, run, progress)
         summary = loop.summary()
         write_json(out / "summary.json", summary)
+        _draw_curves(out, summary, progress)
         return summary
     finally:
         if run is not None:
             run.finish()
+
+
+def _draw_curves(out: Path, summary: Mapping[str, Any], progress: bool) -> None:
+    """Write ``learning_curves.png``; a figure that cannot be drawn never fails a finished run."""
+    from trainables.run_curves import FIGURE, plot_run_curves
+
+    try:
+        path = plot_run_curves(
+            out, out / FIGURE, summary=summary, title=f"{out.name}: CV mean ± std per epoch"
+        )
+    except (ImportError, ValueError, OSError) as exc:
+        print(f"learning curves not drawn: {exc}", file=sys.stderr)
+        return
+    if progress:
+        print(f"learning curves: {path}", file=sys.stderr)
 
 
 def _train_epochs(loop: CrossValLoop, spec: Spec, out: Path, run: Any, progress: bool) -> None:

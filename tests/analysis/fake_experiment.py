@@ -23,9 +23,19 @@ from trainables.spec import dump_spec
 
 CLASSES = ("normal", "benign", "malignant")
 METRICS = (
-    "dice", "iou", "hd95", "nsd", "normal_fp_rate", "auc", "macro_f1", "acc", "balanced_acc",
-    *(f"recall_{c}" for c in CLASSES), *(f"precision_{c}" for c in CLASSES), "loss",
-)  # fmt: skip
+    "dice",
+    "iou",
+    "hd95",
+    "nsd",
+    "normal_fp_rate",
+    "auc",
+    "macro_f1",
+    "acc",
+    "balanced_acc",
+    *(f"recall_{c}" for c in CLASSES),
+    *(f"precision_{c}" for c in CLASSES),
+    "loss",
+)
 
 SPEC: dict[str, Any] = {
     "name": "fake",
@@ -76,15 +86,81 @@ def default_trials() -> list[FakeTrial]:
     """8 trials: 4 complete, 2 stopped by ASHA, 1 failed, 1 complete with conditional sigma."""
     enc, res = "tu-test_efficientnet", "tu-test_resnet"
     return [
-        FakeTrial({"model.encoder": enc, "model.decoder": "unet", "train.lr": 1e-3, "model.latent_aug.mode": "none"}, 4, quality=0.80),
-        FakeTrial({"model.encoder": res, "model.decoder": "unet", "train.lr": 3e-3, "model.latent_aug.mode": "none"}, 4, quality=0.60),
-        FakeTrial({"model.encoder": enc, "model.decoder": "fpn", "train.lr": 5e-4, "model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.1}, 4, quality=0.70),
-        FakeTrial({"model.encoder": res, "model.decoder": "fpn", "train.lr": 2e-4, "model.latent_aug.mode": "none"}, 1, quality=0.30),
-        FakeTrial({"model.encoder": enc, "model.decoder": "unet", "train.lr": 8e-3, "model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.05}, 2, quality=0.40),
-        FakeTrial({"model.encoder": res, "model.decoder": "unet", "train.lr": 1e-4, "model.latent_aug.mode": "none"}, 2, ray_status="ERROR", quality=0.95),
-        FakeTrial({"model.encoder": enc, "model.decoder": "fpn", "train.lr": 2e-3, "model.latent_aug.mode": "none"}, 4, quality=0.75),
-        FakeTrial({"model.encoder": res, "model.decoder": "unet", "train.lr": 6e-4, "model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.15}, 4, quality=0.50),
-    ]  # fmt: skip
+        FakeTrial(
+            {
+                "model.encoder": enc,
+                "model.decoder": "unet",
+                "train.lr": 1e-3,
+                "model.latent_aug.mode": "none",
+            },
+            4,
+            quality=0.80,
+        ),
+        FakeTrial(
+            {
+                "model.encoder": res,
+                "model.decoder": "unet",
+                "train.lr": 3e-3,
+                "model.latent_aug.mode": "none",
+            },
+            4,
+            quality=0.60,
+        ),
+        FakeTrial(
+            {
+                "model.encoder": enc,
+                "model.decoder": "fpn",
+                "train.lr": 5e-4,
+                "model.latent_aug.mode": "noise",
+                "model.latent_aug.sigma": 0.1,
+            },
+            4,
+            quality=0.70,
+        ),
+        FakeTrial(
+            {"model.encoder": res, "model.decoder": "fpn", "train.lr": 2e-4, "model.latent_aug.mode": "none"},
+            1,
+            quality=0.30,
+        ),
+        FakeTrial(
+            {
+                "model.encoder": enc,
+                "model.decoder": "unet",
+                "train.lr": 8e-3,
+                "model.latent_aug.mode": "noise",
+                "model.latent_aug.sigma": 0.05,
+            },
+            2,
+            quality=0.40,
+        ),
+        FakeTrial(
+            {
+                "model.encoder": res,
+                "model.decoder": "unet",
+                "train.lr": 1e-4,
+                "model.latent_aug.mode": "none",
+            },
+            2,
+            ray_status="ERROR",
+            quality=0.95,
+        ),
+        FakeTrial(
+            {"model.encoder": enc, "model.decoder": "fpn", "train.lr": 2e-3, "model.latent_aug.mode": "none"},
+            4,
+            quality=0.75,
+        ),
+        FakeTrial(
+            {
+                "model.encoder": res,
+                "model.decoder": "unet",
+                "train.lr": 6e-4,
+                "model.latent_aug.mode": "noise",
+                "model.latent_aug.sigma": 0.15,
+            },
+            4,
+            quality=0.50,
+        ),
+    ]
 
 
 def _fold_metrics(rng: np.random.Generator, quality: float, epoch: int) -> dict[str, float]:
@@ -124,19 +200,38 @@ def trial_rows(trial: FakeTrial, trial_id: str, folds: int, seed: int) -> list[d
         row.update(epoch=float(epoch), lr=1e-3, samples_per_s=50.0, time_this_epoch_s=2.0)
         total += 2.0
         row.update(
-            timestamp=start + epoch, checkpoint_dir_name=f"checkpoint_{epoch - 1:06d}", should_checkpoint=True,
-            done=trial.ray_status == "TERMINATED" and epoch == trial.epochs, training_iteration=epoch, trial_id=trial_id,
-            date="2026-11-26_07-20-09", time_this_iter_s=2.0, time_total_s=total, pid=1234, hostname="vm",
-            node_ip="192.0.2.2", config=trial.params, time_since_restore=total, iterations_since_restore=epoch,
-        )  # fmt: skip
+            timestamp=start + epoch,
+            checkpoint_dir_name=f"checkpoint_{epoch - 1:06d}",
+            should_checkpoint=True,
+            done=trial.ray_status == "TERMINATED" and epoch == trial.epochs,
+            training_iteration=epoch,
+            trial_id=trial_id,
+            date="2026-11-26_07-20-09",
+            time_this_iter_s=2.0,
+            time_total_s=total,
+            pid=1234,
+            hostname="vm",
+            node_ip="192.0.2.2",
+            config=trial.params,
+            time_since_restore=total,
+            iterations_since_restore=epoch,
+        )
         rows.append(row)
     if trial.diverged:
         last = {k: math.nan for k in rows[-1] if k.startswith("val/") or "/val/" in k}
         rows.append(
-            {**last, "epoch": float(trial.epochs + 1), "diverged": 1.0, "training_iteration": trial.epochs + 1,
-             "diverged_error": "fold 1, epoch 3, batch 2: loss is nan (last finite loss 0.61)",
-             "done": True, "trial_id": trial_id, "config": trial.params, "time_total_s": total + 1.0}
-        )  # fmt: skip
+            {
+                **last,
+                "epoch": float(trial.epochs + 1),
+                "diverged": 1.0,
+                "training_iteration": trial.epochs + 1,
+                "diverged_error": "fold 1, epoch 3, batch 2: loss is nan (last finite loss 0.61)",
+                "done": True,
+                "trial_id": trial_id,
+                "config": trial.params,
+                "time_total_s": total + 1.0,
+            }
+        )
     return rows
 
 

@@ -25,14 +25,32 @@ BASE: dict[str, Any] = {
 }
 
 STAGES: dict[str, dict[str, Any]] = {
-    "enc": {"search": {"algorithm": "grid", "scheduler": {"type": "fifo"},
-                       "space": {"model.encoder": {"grid": ["tu-test_efficientnet", "tu-test_resnet"]}}}},
-    "dec": {"search": {"algorithm": "grid", "scheduler": {"type": "fifo"},
-                       "space": {"model.decoder": {"grid": ["unet", "fpn"]}}}},
-    "att": {"search": {"algorithm": "random", "num_samples": 2, "scheduler": {"type": "fifo"},
-                       "space": {"model.attention": {"choice": ["none", "se"]},
-                                 "train.lr": {"loguniform": [5.0e-4, 2.0e-3]}}}},
-}  # fmt: skip
+    "enc": {
+        "search": {
+            "algorithm": "grid",
+            "scheduler": {"type": "fifo"},
+            "space": {"model.encoder": {"grid": ["tu-test_efficientnet", "tu-test_resnet"]}},
+        }
+    },
+    "dec": {
+        "search": {
+            "algorithm": "grid",
+            "scheduler": {"type": "fifo"},
+            "space": {"model.decoder": {"grid": ["unet", "fpn"]}},
+        }
+    },
+    "att": {
+        "search": {
+            "algorithm": "random",
+            "num_samples": 2,
+            "scheduler": {"type": "fifo"},
+            "space": {
+                "model.attention": {"choice": ["none", "se"]},
+                "train.lr": {"loguniform": [5.0e-4, 2.0e-3]},
+            },
+        }
+    },
+}
 
 
 def spec(name: str, changes: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -55,13 +73,20 @@ def write_pipeline(
         "stages": [
             {"name": "enc", "spec": "enc.yaml", "rank_by": "macro_f1"},
             {"name": "dec", "spec": "dec.yaml", "inherit": {"from": "enc", "fields": ["model.encoder"]}},
-            {"name": "att", "spec": "att.yaml",
-             "inherit": {"from": "dec", "fields": ["model.encoder", "model.decoder"]}},
+            {
+                "name": "att",
+                "spec": "att.yaml",
+                "inherit": {"from": "dec", "fields": ["model.encoder", "model.decoder"]},
+            },
         ],
         "reference": {"model.encoder": "efficientnet-b6", "model.decoder": "fpn"},
-        "smoke": {"set": {"train.epochs": 1}, "grid_values": 1, "num_samples": 1,
-                  "encoder_stand_ins": {"efficientnet-b6": "tu-test_efficientnet"}},
-    }  # fmt: skip
+        "smoke": {
+            "set": {"train.epochs": 1},
+            "grid_values": 1,
+            "num_samples": 1,
+            "encoder_stand_ins": {"efficientnet-b6": "tu-test_efficientnet"},
+        },
+    }
     doc.update(pipeline or {})
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")

@@ -106,9 +106,13 @@ def test_near_copies_do_not_narrow_the_intervals() -> None:
     # every image four times (near copies), shuffled: the audit puts each image's copies in one group
     order = rng.permutation(np.repeat(np.arange(15), 4))
     copies = HeldOutSet(
-        base.images[order], base.masks[order], base.labels[order], [f"{i}.png" for i in range(60)], NAMES,
+        base.images[order],
+        base.masks[order],
+        base.labels[order],
+        [f"{i}.png" for i in range(60)],
+        NAMES,
         groups=order * 7 + 3,
-    )  # fmt: skip
+    )
     alone = evaluate(base, seg, probs, n_boot=100, seed=3)
     grouped = evaluate(copies, seg[order], probs[order], n_boot=100, seed=3)
     naive = evaluate(dataclasses.replace(copies, groups=None), seg[order], probs[order], n_boot=100, seed=3)
@@ -143,9 +147,14 @@ def _letterboxed_set(shift: int) -> tuple[HeldOutSet, np.ndarray]:
     pred = np.roll(masks, shift, axis=-1).astype(np.float32)
     pred[5] = 0.0
     test = HeldOutSet(
-        np.stack(images), masks, labels, [f"{NAMES[c]}/{i}.png" for i, c in enumerate(labels)], NAMES,
-        resize_infos=infos, original_masks=originals,
-    )  # fmt: skip
+        np.stack(images),
+        masks,
+        labels,
+        [f"{NAMES[c]}/{i}.png" for i, c in enumerate(labels)],
+        NAMES,
+        resize_infos=infos,
+        original_masks=originals,
+    )
     return test, pred
 
 
@@ -220,8 +229,15 @@ def test_original_size_metrics_equal_the_metrics_on_the_whole_masks() -> None:
             np.roll(work * 0.8 + rng.uniform(0, 0.3, work.shape), tuple(rng.integers(-3, 4, 2)), axis=(0, 1))
         )  # compact; wraps at the border
     preds[1][:] = 0.2  # an empty prediction on a lesion image
-    test = HeldOutSet(np.zeros((6, 48, 48), np.uint8), np.zeros((6, 48, 48), bool), np.zeros(6, np.int64), [""] * 6, NAMES,
-                      resize_infos=infos, original_masks=originals)  # fmt: skip
+    test = HeldOutSet(
+        np.zeros((6, 48, 48), np.uint8),
+        np.zeros((6, 48, 48), bool),
+        np.zeros(6, np.int64),
+        [""] * 6,
+        NAMES,
+        resize_infos=infos,
+        original_masks=originals,
+    )
     got = original_size_metrics(np.stack(preds), test, tau=3.0, min_area=10)
     for i in range(6):
         mask = lesion_mask(undo_resize(preds[i].astype(np.float32), infos[i]))  # as predict decides

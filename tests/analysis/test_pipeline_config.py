@@ -49,12 +49,24 @@ def test_stage_spaces_match_the_study() -> None:
     assert s3["model.attention"]["grid"] == ["none", "cbam", "se", "scse"]
     s4 = load_search_spec(ROOT / "spaces" / "stage4_imbalance.yaml")
     assert s4.search.algorithm == "optuna" and s4.search.scheduler.type == "asha"
-    assert {"model.latent_aug.mode", "train.sampler", "train.loss.cls", "model.latent_aug.sigma",
-            "model.latent_aug.alpha", "model.latent_aug.multiplier", "train.lr"} == set(s4.search.space)  # fmt: skip
+    assert {
+        "model.latent_aug.mode",
+        "train.sampler",
+        "train.loss.cls",
+        "model.latent_aug.sigma",
+        "model.latent_aug.alpha",
+        "model.latent_aug.multiplier",
+        "train.lr",
+    } == set(s4.search.space)
     final = load_search_spec(ROOT / "spaces" / "final_b6_unetpp.yaml")
     m = final.model
     assert (m.encoder, m.decoder, m.bottleneck, m.attention, m.latent_aug.mode) == (
-        "efficientnet-b6", "unetplusplus", "dual_domain", "cbam", "noise+mixup")  # fmt: skip
+        "efficientnet-b6",
+        "unetplusplus",
+        "dual_domain",
+        "cbam",
+        "noise+mixup",
+    )
     assert final.search.algorithm == "optuna" and final.search.scheduler.type == "asha"
     assert all(k.startswith("train.") or k.startswith("model.cls_head.") for k in final.search.space)
 
@@ -118,9 +130,11 @@ def test_inherited_field_must_exist_and_not_be_searched(tmp_path: Path) -> None:
 def test_bad_entries_are_named(tmp_path: Path) -> None:
     message = _error(
         tmp_path,
-        pipeline={"stages": [{"name": "enc", "spec": "enc.yaml", "rank_by": "dise"}, {"name": "a b", "spec": "x"}],
-                  "smoke": {"encoder_stand_ins": {"resnet50": "tu-not_a_model"}}},
-    )  # fmt: skip
+        pipeline={
+            "stages": [{"name": "enc", "spec": "enc.yaml", "rank_by": "dise"}, {"name": "a b", "spec": "x"}],
+            "smoke": {"encoder_stand_ins": {"resnet50": "tu-not_a_model"}},
+        },
+    )
     assert "stages[0].rank_by: no direction known for metric 'dise'" in message
     assert "stages[1].name: 'a b' is not a valid name" in message
     assert "smoke.encoder_stand_ins: stand-in of resnet50" in message and "tu-not_a_model" in message

@@ -28,8 +28,15 @@ def no_ray():
 
 
 def _args(storage: Path, data: Path | None = None, **kw: Any) -> argparse.Namespace:
-    base = {"thesis": str(THESIS), "data": str(data) if data else None, "storage": str(storage), "smoke": True,
-            "rerun_stage": [], "address": None, "name": None}  # fmt: skip
+    base = {
+        "thesis": str(THESIS),
+        "data": str(data) if data else None,
+        "storage": str(storage),
+        "smoke": True,
+        "rerun_stage": [],
+        "address": None,
+        "name": None,
+    }
     return argparse.Namespace(**{**base, **kw})
 
 

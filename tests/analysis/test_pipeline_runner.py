@@ -40,8 +40,11 @@ class Fakes:
 
     def analyse(self, exp: Path, rank_by: str | None = None) -> dict[str, Any]:
         spec = self.specs[exp.name]
-        params = {k: (v.get("grid") or v.get("choice"))[-1] for k, v in spec.search.space.items()
-                  if "grid" in v or "choice" in v}  # fmt: skip
+        params = {
+            k: (v.get("grid") or v.get("choice"))[-1]
+            for k, v in spec.search.space.items()
+            if "grid" in v or "choice" in v
+        }
         config = {k: v for k, v in flatten(spec).items() if k.split(".")[0] in ("model", "train")}
         config.update(params)
         winner = {
@@ -51,11 +54,21 @@ class Fakes:
             "score_std": 0.1,
             "config": config,
         }
-        return {"metric": rank_by or "score", "lower_is_better": False, "n_trials": 2,
-                "trial_status": {"completed": 2}, "winner": winner, "runner_up": None,
-                "analysis": {"dir": "analysis", "report": "analysis/report.md",
-                             "leaderboard": "analysis/leaderboard.md", "best_config": "analysis/best_config.yaml",
-                             "plots": {}}}  # fmt: skip
+        return {
+            "metric": rank_by or "score",
+            "lower_is_better": False,
+            "n_trials": 2,
+            "trial_status": {"completed": 2},
+            "winner": winner,
+            "runner_up": None,
+            "analysis": {
+                "dir": "analysis",
+                "report": "analysis/report.md",
+                "leaderboard": "analysis/leaderboard.md",
+                "best_config": "analysis/best_config.yaml",
+                "plots": {},
+            },
+        }
 
     def refit(self, pipeline: Any, state: PipelineState, smoke: bool, log: Any = None) -> dict[str, Any]:
         self.refits += 1
@@ -132,8 +145,9 @@ def test_smoke_run_has_its_own_folder_and_maps_the_reference(
     run = _run(path, tmp_path / "runs", smoke=True)
     assert run.folder.name == "tiny-smoke"
     assert [c for c, _ in fakes.calls] == ["enc", "dec", "att"]
-    assert fakes.specs["enc"].train.epochs == 1 and fakes.specs["enc"].search.space["model.encoder"]["grid"] == [
-        "tu-test_efficientnet"]  # grid_values: 1  # fmt: skip
+    assert fakes.specs["enc"].train.epochs == 1 and fakes.specs["enc"].search.space["model.encoder"][
+        "grid"
+    ] == ["tu-test_efficientnet"]  # grid_values: 1
     report = run.report.read_text(encoding="utf-8")
     assert "**Smoke run.**" in report
     assert (
@@ -148,8 +162,15 @@ def test_cli_exit_codes(
     path = write_pipeline(tmp_path / "p")
 
     def args(**kw: Any) -> argparse.Namespace:
-        base = {"thesis": str(path), "data": None, "storage": str(tmp_path / "runs"), "smoke": False,
-                "rerun_stage": [], "address": None, "name": None}  # fmt: skip
+        base = {
+            "thesis": str(path),
+            "data": None,
+            "storage": str(tmp_path / "runs"),
+            "smoke": False,
+            "rerun_stage": [],
+            "address": None,
+            "name": None,
+        }
         return argparse.Namespace(**{**base, **kw})
 
     assert cmd_pipeline(args(rerun_stage=["nope"])) == 2
@@ -168,8 +189,12 @@ def test_cli_exit_codes(
 
 
 def test_inherited_values_expand_sections() -> None:
-    config = {"model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.1, "model.encoder": "x",
-              "train.augment.scale": (0.9, 1.1)}  # fmt: skip
+    config = {
+        "model.latent_aug.mode": "noise",
+        "model.latent_aug.sigma": 0.1,
+        "model.encoder": "x",
+        "train.augment.scale": (0.9, 1.1),
+    }
     got = P.inherited_values(["model.latent_aug", "train.augment.scale"], config, "s4")
     assert got == {
         "model.latent_aug.mode": "noise",

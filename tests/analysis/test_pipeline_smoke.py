@@ -25,8 +25,11 @@ SMOKE = SmokeConfig(
 
 
 def _grid(space: dict) -> dict:
-    return {"name": "g", "model": {"encoder": "efficientnet-b6"},
-            "search": {"algorithm": "grid", "scheduler": {"type": "fifo"}, "space": space}}  # fmt: skip
+    return {
+        "name": "g",
+        "model": {"encoder": "efficientnet-b6"},
+        "search": {"algorithm": "grid", "scheduler": {"type": "fifo"}, "space": space},
+    }
 
 
 def test_stand_ins_collapse_and_grid_keeps_the_first_values() -> None:
@@ -35,8 +38,10 @@ def test_stand_ins_collapse_and_grid_keeps_the_first_values() -> None:
     assert d["search"]["space"]["model.encoder"] == {"grid": ["tu-test_resnet", "tu-test_efficientnet"]}
     assert d["model"]["encoder"] == "tu-test_efficientnet" and d["train"]["epochs"] == 1
     assert info.dropped_values == {"model.encoder": ["tu-test_convnext"]}
-    assert info.grouped_stand_ins() == {"tu-test_resnet": ["resnet50", "resnet101"],
-                                        "tu-test_efficientnet": ["efficientnet-b6"]}  # fmt: skip
+    assert info.grouped_stand_ins() == {
+        "tu-test_resnet": ["resnet50", "resnet101"],
+        "tu-test_efficientnet": ["efficientnet-b6"],
+    }
     assert raw["search"]["space"]["model.encoder"]["grid"][0] == "resnet50"  # the input is not changed
     spec_from_dict(d, SearchSpec)
 
@@ -49,11 +54,16 @@ def test_unused_stand_ins_are_not_reported() -> None:
 
 
 def test_conditions_that_can_no_longer_hold_drop_their_parameters() -> None:
-    raw = _grid({
-        "model.latent_aug.mode": {"grid": ["none", "noise", "mixup"]},
-        "model.latent_aug.alpha": {"grid": [0.2, 0.4], "when": {"model.latent_aug.mode": ["mixup"]}},
-        "model.latent_aug.sigma": {"grid": [0.05, 0.1], "when": {"model.latent_aug.mode": ["noise", "mixup"]}},
-    })  # fmt: skip
+    raw = _grid(
+        {
+            "model.latent_aug.mode": {"grid": ["none", "noise", "mixup"]},
+            "model.latent_aug.alpha": {"grid": [0.2, 0.4], "when": {"model.latent_aug.mode": ["mixup"]}},
+            "model.latent_aug.sigma": {
+                "grid": [0.05, 0.1],
+                "when": {"model.latent_aug.mode": ["noise", "mixup"]},
+            },
+        }
+    )
     d, info = shrink_stage(raw, SMOKE)
     space = d["search"]["space"]
     assert "model.latent_aug.alpha" not in space and info.dropped_params == ["model.latent_aug.alpha"]
@@ -67,13 +77,17 @@ def test_optuna_stage_keeps_fitting_points_and_caps_trials() -> None:
         "search": {
             "algorithm": "optuna",
             "num_samples": 20,
-            "space": {"model.encoder": {"choice": ["resnet50", "tu-test_efficientnet"]},
-                      "train.lr": {"loguniform": [1.0e-4, 1.0e-3]}},
-            "points_to_evaluate": [{"model.encoder": "resnet50", "train.lr": 3.0e-4},
-                                   {"model.encoder": "resnet101", "train.lr": 3.0e-4},
-                                   {"model.encoder": "tu-test_efficientnet", "train.lr": 5.0e-3}],
+            "space": {
+                "model.encoder": {"choice": ["resnet50", "tu-test_efficientnet"]},
+                "train.lr": {"loguniform": [1.0e-4, 1.0e-3]},
+            },
+            "points_to_evaluate": [
+                {"model.encoder": "resnet50", "train.lr": 3.0e-4},
+                {"model.encoder": "resnet101", "train.lr": 3.0e-4},
+                {"model.encoder": "tu-test_efficientnet", "train.lr": 5.0e-3},
+            ],
         },
-    }  # fmt: skip
+    }
     d, info = shrink_stage(raw, SMOKE)
     assert d["search"]["num_samples"] == 2 and info.num_samples == (20, 2)
     assert d["search"]["scheduler"] == {"grace_period": 1}  # ASHA's default grace (2) cut to the 1 epoch
@@ -95,11 +109,17 @@ def test_every_thesis_stage_resolves_with_the_inheritance_the_chain_gives_it(smo
     pipeline = load_pipeline(THESIS)
     winners = {  # what a stage's winner could hand on: the first grid value of each searched key
         "model.encoder": "tu-test_efficientnet" if smoke else "efficientnet-b6",
-        "model.decoder": "unet", "model.bottleneck": "dual_domain", "model.attention": "cbam",
-        "model.latent_aug.mode": "noise+mixup", "model.latent_aug.sigma": 0.05, "model.latent_aug.alpha": 0.4,
-        "model.latent_aug.multiplier": 1, "model.latent_aug.target_classes": "auto",
-        "train.sampler": "balanced", "train.loss.cls": "focal",
-    }  # fmt: skip
+        "model.decoder": "unet",
+        "model.bottleneck": "dual_domain",
+        "model.attention": "cbam",
+        "model.latent_aug.mode": "noise+mixup",
+        "model.latent_aug.sigma": 0.05,
+        "model.latent_aug.alpha": 0.4,
+        "model.latent_aug.multiplier": 1,
+        "model.latent_aug.target_classes": "auto",
+        "train.sampler": "balanced",
+        "train.loss.cls": "focal",
+    }
     for stage in pipeline.stages:
         own, info = own_spec_dict(stage, pipeline.config.smoke if smoke else None, data_root=None)
         fields = stage.entry.inherit_fields

@@ -27,16 +27,27 @@ def _record(status: str = "done", **changes: object) -> dict:
     return {"status": status, "own_hash": "h1", "own_spec": dict(OWN), "inherited": {}, **changes}
 
 
-def _plan(record: dict | None, own_hash: str = "h1", own: dict | None = None, inherited: dict | None = None,
-          exists: bool = True, rerun: bool = False) -> str:  # fmt: skip
+def _plan(
+    record: dict | None,
+    own_hash: str = "h1",
+    own: dict | None = None,
+    inherited: dict | None = None,
+    exists: bool = True,
+    rerun: bool = False,
+) -> str:
     return plan_stage("s2", record, own_hash, own or OWN, inherited or {}, exists, rerun).action
 
 
 @pytest.mark.parametrize(
     ("status", "exists", "action"),
-    [("done", True, SKIP), ("searched", True, ANALYZE), ("running", True, RESUME),
-     ("running", False, RUN), ("done", False, RUN)],
-)  # fmt: skip
+    [
+        ("done", True, SKIP),
+        ("searched", True, ANALYZE),
+        ("running", True, RESUME),
+        ("running", False, RUN),
+        ("done", False, RUN),
+    ],
+)
 def test_same_spec(status: str, exists: bool, action: str) -> None:
     assert _plan(_record(status), exists=exists) == action
 

@@ -38,8 +38,12 @@ def real_exp(tmp_path_factory: pytest.TempPathFactory, _private_cache_dir: Path)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_DEDUP_LOGS": "0"}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "launch.py"), "search", str(spec), "--storage", str(folder / "runs")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return folder / "runs" / "real"
 

@@ -156,3 +156,27 @@ def test_refit_refuses_data_that_differs_from_the_search(data_exp: Path, tmp_pat
     with pytest.raises(RefitError):
         run_refit(chosen, tmp_path / "out", epochs=1)
     assert not (tmp_path / "out").exists()
+
+
+def test_refit_from_a_train_run_uses_its_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``launch.py train`` then ``refit RUN_DIR --epochs auto``: the run's spec and split files, its best
+    common epoch, outputs under RUN_DIR/refit; --trial makes no sense there."""
+    from tests.trainables.test_loop import tiny_spec
+    from trainables.train import run_train
+
+    run = tmp_path / "run"
+    summary = run_train(tiny_spec(epochs=2), run, device="cpu", progress=False)
+    chosen = choose(run)
+    assert chosen.exp_dir == run and chosen.trial_id is None
+    assert chosen.auto_epochs == summary["best_epoch"] == chosen.scored_epoch
+    assert chosen.splits == json.loads((run / "splits.json").read_text(encoding="utf-8"))
+    assert chosen.spec == load_spec(run / "spec.yaml")
+    with pytest.raises(RefitError, match="one train run"):
+        choose(run, trial="abc")
+
+    assert launch.main(["refit", str(run), "--epochs", "auto", "--device", "cpu"]) == 0
+    report = _report(run / "refit")
+    assert report["epochs"] == summary["best_epoch"] and report["kind"] == "refit"
+    assert {r["path"] for r in report["per_image"]} == set(chosen.splits["test"])
+    assert "dice_benign" in report["metrics"] and "dice_malignant" in report["metrics"]
+    assert (run / "test_evaluations.jsonl").is_file()

@@ -16,17 +16,27 @@ def test_trials_statuses_and_epochs(fake_exp: Path) -> None:
     r = load_results(fake_exp)
     t = r.trials.set_index("trial_id")
     assert list(t["status"]) == [
-        "completed", "completed", "completed", "scheduler_stopped", "scheduler_stopped", "error", "completed",
         "completed",
-    ]  # fmt: skip
+        "completed",
+        "completed",
+        "scheduler_stopped",
+        "scheduler_stopped",
+        "error",
+        "completed",
+        "completed",
+    ]
     assert t.loc["abc12_00003", "epochs_run"] == 1 and bool(t.loc["abc12_00003", "scheduler_stopped"])
     assert t.loc["abc12_00000", "max_epochs"] == 4 and not t.loc["abc12_00000", "scheduler_stopped"]
     assert "NonFiniteLossError" in t.loc["abc12_00005", "error"] and t.loc["abc12_00005", "num_failures"] == 1
     assert t.loc["abc12_00000", "time_total_s"] == pytest.approx(8.0)
     assert len(r.epochs) == sum(trial.epochs for trial in default_trials())
     assert r.param_names == [
-        "model.encoder", "model.decoder", "train.lr", "model.latent_aug.mode", "model.latent_aug.sigma",
-    ]  # fmt: skip
+        "model.encoder",
+        "model.decoder",
+        "train.lr",
+        "model.latent_aug.mode",
+        "model.latent_aug.sigma",
+    ]
 
 
 def test_table_has_params_and_every_metric(fake_exp: Path) -> None:

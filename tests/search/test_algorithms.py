@@ -154,3 +154,33 @@ def test_max_concurrent_reaches_tunes_own_generator(tmp_path: Path) -> None:
     spec = _spec(tmp_path, {"algorithm": "random", "num_samples": 4, "max_concurrent": 1})
     searcher = algorithms.build_searcher(spec, space_from_spec(spec))
     assert searcher.max_concurrent == 1
+
+
+def test_optuna_enqueues_a_point_that_names_a_mapping_choice(tmp_path: Path) -> None:
+    """Optuna holds scalars only: a point naming a list/mapping choice is enqueued by its label and
+    comes back as the value itself (a raw mapping made Optuna fail when the first trial started)."""
+    slim = {"decoder_channels": [64, 32, 16, 16, 8]}
+    space = {
+        "model.decoder": {"choice": ["unet", "fpn"]},
+        "model.decoder_options": {"choice": [slim, {}], "when": {"model.decoder": ["unet"]}},
+    }
+    point = {"model.decoder": "unet", "model.decoder_options": slim}
+    spec = load_search_spec(
+        write_spec(
+            tmp_path,
+            {
+                "search": {
+                    "algorithm": "optuna",
+                    "space": space,
+                    "points_to_evaluate": [point],
+                    "num_samples": 2,
+                }
+            },
+        )
+    )
+    searcher = algorithms.build_searcher(spec, space_from_spec(spec))
+    assert searcher.suggest("t0") == point
+    second = searcher.suggest("t1")
+    assert second["model.decoder"] in ("unet", "fpn")
+    if second["model.decoder"] == "unet":
+        assert second["model.decoder_options"] in (slim, {})

@@ -75,8 +75,11 @@ def test_only_an_experiment_of_this_tool_is_replaced(
     )  # `train`'s
     (storage / "link").symlink_to(storage / "old")  # an experiment, but through a link
     before = _snapshot(tmp_path)
-    for name, why in (("thesis_data", "not an experiment folder"), ("trained", "not an experiment folder"),
-                      ("link", "is a link")):  # fmt: skip
+    for name, why in (
+        ("thesis_data", "not an experiment folder"),
+        ("trained", "not an experiment folder"),
+        ("link", "is a link"),
+    ):
         assert _search(tmp_path, storage, name) == 2
         err = capsys.readouterr().err
         assert why in err and "choose another --name" in err

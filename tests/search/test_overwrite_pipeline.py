@@ -26,8 +26,15 @@ def test_pipeline_name_stays_inside_the_storage(
     path = write_pipeline(tmp_path / "p")
     storage = tmp_path / "runs"
     storage.mkdir()
-    args = argparse.Namespace(thesis=str(path), data=None, storage=str(storage), smoke=False, rerun_stage=[],
-                              address=None, name=name)  # fmt: skip
+    args = argparse.Namespace(
+        thesis=str(path),
+        data=None,
+        storage=str(storage),
+        smoke=False,
+        rerun_stage=[],
+        address=None,
+        name=name,
+    )
     assert cmd_pipeline(args) == 2
     assert "is not a valid name" in capsys.readouterr().err
     assert not list(tmp_path.rglob("pipeline.json"))

@@ -36,6 +36,7 @@ def _same(a: object, b: object) -> bool:
 def test_quickstart_search(tmp_path: Path, no_ray: None, monkeypatch: pytest.MonkeyPatch) -> None:
     from search.commands import cmd_search
     from search.config import load_search_spec
+    from search.space import space_from_spec
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     spec = load_search_spec(QUICKSTART)
@@ -77,10 +78,12 @@ def test_quickstart_search(tmp_path: Path, no_ray: None, monkeypatch: pytest.Mon
     first = spec.search.points_to_evaluate[0]
     configs = {tid: r[-1]["config"] for tid, r in rows.items()}
     assert any(all(_same(c.get(k), v) for k, v in first.items()) for c in configs.values())
+    space = space_from_spec(spec)
     for tid, config in configs.items():
         params = searcher["_ot_trials"][tid].params
         assert set(params) == set(config)  # inactive conditional parameters were never sampled
-        assert all(_same(params[k], config[k]) for k in params)
+        # Optuna stores a list/mapping choice (the slim decoder's channels) by its label
+        assert all(_same(params[k], space[k].optuna_value(config[k])) for k in params)
 
     # ASHA stopped at least one trial before train.epochs; the metric every trial reported is there.
     epochs = {tid: int(r[-1]["training_iteration"]) for tid, r in rows.items()}

@@ -85,6 +85,8 @@ def test_step_reports_every_fold_and_the_cv_mean(data: tuple) -> None:
         "acc",
         "balanced_acc",
         "recall_malignant",
+        "dice_benign",
+        "dice_malignant",
         "loss",
         "score",
     ):

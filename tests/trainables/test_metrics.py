@@ -22,6 +22,7 @@ from trainables.metrics import (
     lesion_probs,
     masks_from_logits,
     mean_std,
+    per_class_dice,
     probs_from_logits,
     segmentation_metrics,
     selection_score,
@@ -373,6 +374,21 @@ def test_selection_score_rejects(weights: dict, match: str) -> None:
 def test_selection_score_missing_metric_lists_available() -> None:
     with pytest.raises(ValueError, match=r"recall_malignant.*available: \['dice'\]"):
         selection_score({"dice": 0.5}, {"recall_malignant": 1})
+
+
+def test_per_class_dice_keeps_each_class_apart() -> None:
+    dice = [math.nan, 0.8, 0.6, 0.2]  # the normal image has no Dice
+    labels = np.array([0, 1, 1, 2])
+    out = per_class_dice(dice, labels, CLASSES)
+    assert set(out) == {"dice_benign", "dice_malignant"}  # no lesion image of class normal: no key
+    assert np.nanmean(out["dice_benign"]) == pytest.approx(0.7)
+    assert np.nanmean(out["dice_malignant"]) == pytest.approx(0.2)
+    assert set(per_class_dice(dice, labels, CLASSES, suffix="_orig")) == {
+        "dice_benign_orig",
+        "dice_malignant_orig",
+    }
+    check_select({"dice_malignant": 1.0})  # selectable, like recall_<class>
+    assert higher_is_better("fold0/val/dice_benign")
 
 
 def test_metric_directions() -> None:

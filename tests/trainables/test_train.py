@@ -52,7 +52,15 @@ def _write_spec(path: Path, **train: Any) -> Path:
 def test_run_train_writes_every_file(tmp_path: Path) -> None:
     out = tmp_path / "run"
     summary = run_train(tiny_spec(epochs=2), out, device="cpu", progress=False)
-    for name in ("spec.yaml", "splits.json", "data.json", "epochs.csv", "summary.json", "state.pt"):
+    for name in (
+        "spec.yaml",
+        "splits.json",
+        "data.json",
+        "epochs.csv",
+        "summary.json",
+        "state.pt",
+        "learning_curves.png",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.glob("*.tmp"))
     assert load_spec(out / "spec.yaml") == tiny_spec(epochs=2)
@@ -61,6 +69,7 @@ def test_run_train_writes_every_file(tmp_path: Path) -> None:
     for r in rows:
         for key in ("train/loss", "val/dice", "val/hd95", "val/macro_f1", "val/auc", "val/score", "lr"):
             assert math.isfinite(float(r[key])), key
+        assert float(r["time_this_epoch_s"]) > 0 and float(r["samples_per_s"]) > 0
     saved = json.loads((out / "summary.json").read_text())
     assert saved["best_epoch"] in (1, 2) and saved["best_epoch"] == summary["best_epoch"]
     for metric in ("dice", "macro_f1", "score", "hd95"):

@@ -74,18 +74,25 @@ def _group_table(data: SplitData) -> tuple[list[np.ndarray], np.ndarray]:
 def _assign(counts: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Part index per group: largest groups first, then seeded random order, each to the least-cost part.
 
-    Cost of adding class-count vector ``v`` to part ``b``: the increase of ``sum_c (filled - target)^2``,
-    i.e. ``sum_c v_c (2 (filled_bc - target_bc) + v_c)``; ties go to the part with the largest total
-    remaining room, then the lower index.
+    Cost of adding class-count vector ``v`` to part ``b`` of share ``w_b`` (its target over all targets):
+    the increase of ``sum_c (filled_bc - target_bc)^2 / w_b``, i.e. ``sum_c v_c (2 (filled_bc - target_bc)
+    + v_c) / w_b``; ties go to the part with the largest total remaining room, then the lower index.
+    Weighing each part by its share makes parts fill in proportion (equal marginal cost at equal relative
+    deficit); with plain absolute deviations the big part (development, 80%) always cost less for a large group,
+    so every multi-image group went to development and the test part held singletons only (full BUSI,
+    seed 42: 128 of 128 test images, against 224 of 510 development images). Parts of equal share (the
+    folds) are assigned exactly as by absolute deviations.
     """
     sizes = counts.sum(axis=1)
     order = rng.permutation(len(counts))
     order = order[np.argsort(-sizes[order], kind="stable")]
     filled = np.zeros_like(targets, dtype=np.float64)
+    share = targets.sum(axis=1) / max(float(targets.sum()), 1e-12)
+    scale = np.maximum(share, 1e-12)[:, None]
     part = np.empty(len(counts), dtype=np.int64)
     for g in order:
         v = counts[g]
-        cost = (v * (2.0 * (filled - targets) + v)).sum(axis=1)
+        cost = (v * (2.0 * (filled - targets) + v) / scale).sum(axis=1)
         room = (targets - filled).sum(axis=1)
         best = np.lexsort((np.arange(len(targets)), -room, np.round(cost, 9)))[0]
         part[g] = best

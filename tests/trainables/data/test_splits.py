@@ -188,3 +188,20 @@ def test_impossible_requests_are_clear() -> None:
         make_splits(_source((3, 3, 3)), folds=8, test_fraction=0.2)
     with pytest.raises(DataError, match="no test image"):
         make_splits(_source((2, 2, 1)), folds=2, test_fraction=0.1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_test_part_gets_its_share_of_multi_image_groups(seed: int) -> None:
+    """Groups fill the parts in proportion to their targets: with absolute deviations every multi-image
+    group went to the 80% development part and the test part held singletons only (full BUSI, seed 42)."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.choice([2, 2, 2, 3, 4, 7], size=60).tolist()  # BUSI-like: mostly pairs, a few frame runs
+    data = _source((116, 349, 173), sizes, seed=seed)
+    splits = make_splits(data, folds=3, test_fraction=0.2, seed=seed)
+    size_of = {g: n for g, n in zip(*np.unique(data.groups, return_counts=True))}
+    grouped = {p for p, g in zip(data.paths, data.groups.tolist()) if size_of[g] > 1}
+    share = len(grouped) / len(data.paths)
+    test_share = len(grouped & set(splits["test"])) / len(splits["test"])
+    assert abs(test_share - share) <= 0.1, (test_share, share)
+    for fold in splits["folds"]:
+        assert abs(len(grouped & set(fold["val"])) / len(fold["val"]) - share) <= 0.1
