@@ -37,9 +37,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" --timeout=600
 
+# Style, then the import rules of docs/architecture.md (a test that reads the source, ~1 s).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_import_rules.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run_all

@@ -4,6 +4,7 @@ a private dataset cache, and the real-data location from BUS_REAL_DATA."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,31 @@ def busi_subset() -> Path:
 def seed_sample() -> Path:
     """The thesis sample (PACE images), with its orphan mask, read-only."""
     return _real_root("seed_sample")
+
+
+# ------------------------------------------------------------------------------------------------ Ray
+
+
+@pytest.fixture
+def no_ray() -> Iterator[None]:
+    """For code that starts Ray itself (a search, the pipeline, a benchmark): none may be running before,
+    and none is left after (a search keeps its Ray for the analysis that follows; stopped here)."""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized(), "another test left Ray running"
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def local_ray() -> Iterator[Callable[..., None]]:
+    """``start(env=None, **resources)``: a private local Ray with the resources (``num_cpus``,
+    ``num_gpus``) and worker environment variables a test asks for; stopped after the test."""
+    ray = pytest.importorskip("ray")
+    from search.tuner import local_runtime_env
+
+    def start(env: dict[str, str] | None = None, **resources: float) -> None:
+        assert not ray.is_initialized(), "another test left Ray running"
+        ray.init(include_dashboard=False, runtime_env=local_runtime_env(env), **resources)
+
+    yield start
+    ray.shutdown()

@@ -13,7 +13,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-CLASSES = ("normal", "benign", "malignant")
+from model_zoo.errors import ProjectError
+from trainables.data.config import DEFAULT_CLASSES
 
 
 def _verb(sub: argparse._SubParsersAction, name: str, target: str, help: str) -> argparse.ArgumentParser:
@@ -34,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data_dir", help="ROOT with one folder per class (normal/, benign/, malignant/)")
     p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the report as JSON")
-    p.add_argument("--classes", nargs="+", default=list(CLASSES), help="class folder names, in label order")
+    p.add_argument(
+        "--classes", nargs="+", default=list(DEFAULT_CLASSES), help="class folder names, in label order"
+    )
     p.add_argument(
         "--missing-mask",
         choices=["error", "empty", "skip"],
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--test-fraction", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--classes", nargs="+", default=list(CLASSES))
+    p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
     p.add_argument("--missing-mask", choices=["error", "empty", "skip"], default="error")
     p.add_argument(
         "--conflicting-labels",
@@ -129,10 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an existing experiment of that name (only an experiment folder; it is kept aside "
         "until the new run has started)",
     )
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's full output (every result line, its warnings and INFO logs)",
+    )
 
     p = _verb(sub, "resume", "search.commands:cmd_resume", "resume an interrupted search from its folder")
     p.add_argument("exp_dir", metavar="EXP_DIR")
     p.add_argument("--address", help="join a Ray cluster instead of starting a local one")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's full output (every result line, its warnings and INFO logs)",
+    )
 
     p = _verb(
         sub, "wandb-sweep", "search.commands:cmd_wandb_sweep", "export a spec's space as a W&B sweep config"
@@ -225,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _verb(
         sub,
         "pipeline",
-        "analysis.commands_pipeline:cmd_pipeline",
+        "pipeline.commands:cmd_pipeline",
         "run the thesis study: chained stage searches, analysis, refit of the final winner",
     )
     p.add_argument("thesis", metavar="THESIS.yaml", help="the stage list, e.g. spaces/thesis.yaml")
@@ -244,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow re-running a stage whose spec changed (repeatable)",
     )
     p.add_argument("--address", help="join a Ray cluster instead of starting a local one")
+    p.add_argument("--verbose", action="store_true", help="Ray's full output in every stage's search")
 
     return parser
 
@@ -254,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(importlib.import_module(module_name), func_name)
     try:
         return int(func(args) or 0)
+    except ProjectError as exc:  # the one place errors become exit codes: 2 bad input, 1 a failed run
+        print(exc.describe(), file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

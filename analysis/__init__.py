@@ -6,5 +6,6 @@
 - :mod:`analysis.plots`, :mod:`analysis.report`: figures, ``report.md``, the W&B summary run;
 - :mod:`analysis.refit`, :mod:`analysis.evaluate`: train on all development images, test once;
 - :mod:`analysis.predict`: segment and classify new images with a model bundle;
-- :mod:`analysis.commands`: the ``analyze`` / ``refit`` / ``predict`` verbs and :func:`~analysis.commands.analyze`.
+- :mod:`analysis.commands`: the ``analyze`` / ``refit`` / ``predict`` verbs and
+  :func:`~analysis.commands.analyze`.
 """

@@ -78,7 +78,9 @@ def analyze(
         {
             "best trial": f"{tid} of {exp_dir}",
             "where": " ".join(where or []) or "all trials",
-            f"CV {chosen['metric']}": f"{chosen['score']:.4f} +- {chosen['score_std']:.4f} at epoch {chosen['best_epoch']}",
+            f"CV {chosen['metric']}": (
+                f"{chosen['score']:.4f} +- {chosen['score_std']:.4f} at epoch {chosen['best_epoch']}"
+            ),
             "refit --epochs auto": chosen["refit_epochs"],
         },
     )
@@ -92,17 +94,12 @@ def analyze(
 def cmd_analyze(args: argparse.Namespace) -> int:
     """``launch.py analyze EXP_DIR [--out DIR] [--where k=v ...]``."""
     from analysis.leaderboard import display_frame, to_text
-    from analysis.results import ExperimentError
-    from trainables.schema import SpecError
 
-    try:
-        result = analyze(args.exp_dir, args.out, args.where)
-    except (ExperimentError, SpecError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return BAD_INPUT
+    result = analyze(args.exp_dir, args.out, args.where)
     print(to_text(display_frame(result.board, top=20, compact=True)))
     print(
-        f"\nbest trial: {result.chosen['trial_id']} (CV {result.chosen['metric']} {result.chosen['score']:.4f})"
+        f"\nbest trial: {result.chosen['trial_id']} (CV {result.chosen['metric']} "
+        f"{result.chosen['score']:.4f})"
     )
     print(f"leaderboard: {result.leaderboard_md}")
     print(f"report:      {result.report}")
@@ -118,29 +115,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_refit(args: argparse.Namespace) -> int:
     """``launch.py refit (EXP_DIR | SPEC.yaml) [--trial ID] [--where k=v] [--epochs N|auto] ...``."""
-    from analysis.refit import RefitError, choose, run_refit
-    from analysis.results import ExperimentError
-    from model_zoo.bundle import BundleError
-    from trainables.data.errors import DataError
-    from trainables.device import DeviceError
-    from trainables.loop import NonFiniteLossError
-    from trainables.schema import SpecError
+    from analysis.refit import choose, run_refit
 
-    try:
-        chosen = choose(args.source, args.trial, args.where, data_root=args.data)
-        if args.out:
-            out = Path(args.out)
-        elif chosen.exp_dir is not None:
-            out = chosen.exp_dir / ("ensemble" if args.ensemble_folds else "refit")
-        else:
-            out = Path("runs") / "refit" / chosen.spec.name
-        report = run_refit(chosen, out, args.epochs, args.device, args.ensemble_folds)
-    except (RefitError, ExperimentError, SpecError, DataError, DeviceError, BundleError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return BAD_INPUT
-    except NonFiniteLossError as exc:
-        print(f"failed: {exc}", file=sys.stderr)
-        return PARTIAL
+    chosen = choose(args.source, args.trial, args.where, data_root=args.data)
+    if args.out:
+        out = Path(args.out)
+    elif chosen.exp_dir is not None:
+        out = chosen.exp_dir / ("ensemble" if args.ensemble_folds else "refit")
+    else:
+        out = Path("runs") / "refit" / chosen.spec.name
+    report = run_refit(chosen, out, args.epochs, args.device, args.ensemble_folds)
     outputs = report["outputs"]
     print(f"test report: {outputs['report']}")
     if "bundle" in outputs:
@@ -162,7 +146,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
         save_mask,
         save_visualization,
     )
-    from trainables.data.errors import DataError
 
     device = args.device
     if args.gpu:
@@ -196,24 +179,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         out_dir = Path(args.out_dir or (Path(args.out).parent if args.out else "."))
         mask_path = out_dir / f"{image.stem}_mask.png"
         viz_path = Path(args.out) if args.out else out_dir / f"{image.stem}_viz.png"
-        try:
-            check_outputs([mask_path, viz_path], [image], image.parent, force)
-        except PredictError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return BAD_INPUT
+        check_outputs([mask_path, viz_path], [image], image.parent, force)
     try:
         predictor = Predictor(args.model, device, args.tta)
     except PredictError as exc:
-        where = " (--gpu)" if args.gpu else ""
-        print(f"error{where}: {exc}", file=sys.stderr)
-        return BAD_INPUT
+        if args.gpu:  # say which argument asked for the missing GPU
+            print(f"error (--gpu): {exc}", file=sys.stderr)
+            return BAD_INPUT
+        raise
 
     if args.image:
-        try:
-            pred, gray = predictor.predict_file(args.image)
-        except DataError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return BAD_INPUT
+        pred, gray = predictor.predict_file(args.image)
         mask = save_mask(pred.mask, mask_path)
         viz = save_visualization(pred, gray, viz_path, max_side)
         print(format_probs(pred))
@@ -224,13 +200,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     def report_error(path: str, message: str) -> None:
         print(f"skipped: {message}", file=sys.stderr)
 
-    try:
-        result = predict_folder(
-            predictor, args.input_dir, args.out_dir, True, report_error, force=force, max_side=max_side
-        )
-    except PredictError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return BAD_INPUT
+    result = predict_folder(
+        predictor, args.input_dir, args.out_dir, True, report_error, force=force, max_side=max_side
+    )
     print(f"{len(result.predictions)} image(s) predicted -> {result.csv_path}")
     if result.skipped_masks:
         print(f"({result.skipped_masks} *_mask files left out)")
@@ -248,29 +220,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
 
     from analysis.evaluate import HEADLINE, format_report
-    from analysis.external import EvaluateError, run_evaluation
-    from analysis.predict import PredictError
-    from trainables.data.errors import DataError
+    from analysis.external import run_evaluation
 
     command = ["python", "launch.py", "evaluate", "--model", args.model, "--data", args.data]
     command += ["--out", args.out] if args.out else []
     command += ["--device", args.device, "--missing-mask", args.missing_mask, "--n-boot", str(args.n_boot)]
     command += ["--tta"] if args.tta else []
-    try:
-        report = run_evaluation(
-            args.model,
-            args.data,
-            args.out,
-            args.device,
-            args.tta,
-            args.missing_mask,
-            args.n_boot,
-            progress=True,
-            command=shlex.join(command),
-        )
-    except (EvaluateError, PredictError, DataError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return BAD_INPUT
+    report = run_evaluation(
+        args.model,
+        args.data,
+        args.out,
+        args.device,
+        args.tta,
+        args.missing_mask,
+        args.n_boot,
+        progress=True,
+        command=shlex.join(command),
+    )
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     outputs = report["outputs"]

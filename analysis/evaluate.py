@@ -8,8 +8,8 @@ Segmentation is scored at two resolutions. ``dice``, ``iou``, ``hd95``, ``nsd``,
 working pixels: the figures the search optimised. ``dice_orig``, ``iou_orig``, ``hd95_orig``, ``nsd_orig``
 and ``dice_<class>_orig`` are at each image's original size: the working-size lesion probabilities are
 mapped back with :func:`trainables.data.resize.undo_resize` and thresholded there (the mask ``predict``
-writes) and compared with the ground truth re-read at full size, so HD95 is in original pixels and the NSD tolerance ``tau_px_original`` is too; these compare
-across models of different working sizes.
+writes) and compared with the ground truth re-read at full size, so HD95 is in original pixels and the
+NSD tolerance ``tau_px_original`` is too; these compare across models of different working sizes.
 
 The interval is a cluster bootstrap: the duplicate groups of the audit (near copies, consecutive frames
 of one lesion) are drawn with replacement (``n_boot`` times, seeded), every member of a drawn group
@@ -250,7 +250,8 @@ def bootstrap_ci(
     ``groups`` are the images' duplicate-group ids (None: each image alone). Means of ``per_image``
     series are recomputed from the values (NaN, e.g. segmentation on normal images, is skipped as in the
     point estimate), ``normal_fp_rate`` and ``normal_specificity`` from the per-image false-positive
-    flags ``fp`` of the ``normal`` images, classification metrics by :func:`classification_metrics` on the resample.
+    flags ``fp`` of the ``normal`` images, classification metrics by :func:`classification_metrics` on the
+    resample.
     """
     rng = np.random.default_rng(seed)
     n = len(labels)
@@ -376,7 +377,8 @@ def evaluate(
             "min_area_px": min_area,
             "working_size_px": size,
             "resolution": f"dice, iou, hd95, nsd, normal_fp_rate, dice_<class>: working size {size} px; "
-            "*_orig: each image's original size (probabilities mapped back with undo_resize, then thresholded)",
+            "*_orig: each image's original size (probabilities mapped back with undo_resize, then "
+            "thresholded)",
         },
         "per_image": rows,
     }
@@ -529,7 +531,8 @@ def record_evaluation(log_dir: Path, digest: str, entry: Mapping[str, Any]) -> l
     if earlier:
         when = ", ".join(f"{e.get('time')} ({e.get('kind')}, {e.get('out_dir')})" for e in earlier[-3:])
         print(
-            f"warning: this test set (digest {digest}) has been evaluated {len(earlier)} time(s) before: {when}. "
+            f"warning: this test set (digest {digest}) has been evaluated {len(earlier)} time(s) "
+            f"before: {when}. "
             "The test set is for one final measurement; choosing anything by it biases the estimate.",
             file=sys.stderr,
         )
@@ -624,8 +627,9 @@ def format_markdown(report: Mapping[str, Any], title: str) -> str:
     lines = [
         f"# {title}",
         "",
-        f"{report['n_images']} images ({counts}) in {b.get('n_groups', '?')} duplicate groups. 95% confidence "
-        f"intervals: cluster bootstrap over the duplicate groups ({b.get('n')} resamples, seed {b.get('seed')}).",
+        f"{report['n_images']} images ({counts}) in {b.get('n_groups', '?')} duplicate groups. 95% "
+        f"confidence intervals: cluster bootstrap over the duplicate groups ({b.get('n')} resamples, "
+        f"seed {b.get('seed')}).",
         "",
     ]
     if report.get("warnings"):

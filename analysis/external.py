@@ -32,13 +32,14 @@ from analysis.evaluate import (
 )
 from analysis.predict import Predictor, predict_arrays
 from analysis.refit import REPORT_MD, REPORT_NAME
+from model_zoo.errors import UserError
 from trainables.data.errors import DataError, listing
 from trainables.data.scan import IMAGE_EXTENSIONS
 
 LOG_SUFFIX = ".evaluations.jsonl"
 
 
-class EvaluateError(ValueError):
+class EvaluateError(UserError, ValueError):
     """An evaluation that cannot run: class folders that differ from the bundle's, an output in use."""
 
 
@@ -101,7 +102,9 @@ def audit_warnings(audit: Mapping[str, Any], missing_mask: str = "error") -> lis
             f"(data.conflicting_labels: drop): {listing(dropped, 5)}"
         )
     what = {
-        "missing_masks": f"image(s) without a mask, {'treated as no lesion' if missing_mask == 'empty' else 'left out'}",
+        "missing_masks": (
+            f"image(s) without a mask, {'treated as no lesion' if missing_mask == 'empty' else 'left out'}"
+        ),
         "orphan_masks": "mask(s) without an image, not used",
         "ignored_files": "file(s) or folder(s) ignored (not an image of a class folder)",
     }
@@ -156,9 +159,9 @@ def run_evaluation(
     """Evaluate ``bundle`` on the labelled folder ``data_dir``; returns the report (``outputs`` names the
     files, ``log`` the evaluation log). Raises :class:`EvaluateError`, :class:`DataError` or
     :class:`~analysis.predict.PredictError` before writing anything when it cannot run."""
+    from model_zoo.files import write_json_atomic
     from trainables.data.cache import load_dataset
     from trainables.data.config import DataConfig
-    from trainables.train import write_json
 
     bundle, root = Path(bundle), Path(data_dir)
     if n_boot < 1:
@@ -218,7 +221,7 @@ def run_evaluation(
             **{k: str(v) for k, v in figures.items()},
         },
     }
-    write_json(out / REPORT_NAME, report)
+    write_json_atomic(out / REPORT_NAME, report)
     write_markdown(report, out / REPORT_MD, f"External evaluation of {bundle.name} on {dataset.root}")
     headline = {k: report["metrics"][k]["value"] for k in HEADLINE if k in report["metrics"]}
     append_log(

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.results import ExperimentResults
+from search.errors import ExperimentError
 
 BASE_METRICS = ("dice", "iou", "hd95", "nsd", "normal_fp_rate", "auc", "macro_f1", "balanced_acc")
 # Mirrors trainables.metrics.HIGHER_IS_BETTER (a test keeps them equal) without importing torch and MONAI.
@@ -86,7 +87,7 @@ def build_leaderboard(results: ExperimentResults, metric: str = "score") -> pd.D
     if not results.epochs.empty and column not in results.epochs.columns:
         available = sorted(c[4:] for c in results.epochs.columns if str(c).startswith("val/"))
         available = [c for c in available if not c.endswith("_std")]
-        raise ValueError(f"ranking metric {metric!r} was not reported; reported: {', '.join(available)}")
+        raise ExperimentError(f"ranking metric {metric!r} was not reported; reported: {', '.join(available)}")
     lower = lower_is_better(metric)
     metrics = leaderboard_metrics(class_names_of(results))
     k = n_folds(results)

@@ -1,13 +1,20 @@
 """The analysis figures, as PNGs meant to be read at a glance (titled, labelled, fixed size).
 
 - ``learning_curves.png``: every trial's CV mean per epoch; the scheduler's stops and failures marked,
-  the ASHA rungs drawn, the chosen trial highlighted.
+  the epochs where ASHA / HyperBand decides drawn (:func:`search.config.scheduler_milestones`), the
+  chosen trial highlighted.
 - ``score_by_<param>.png``: per choice of each categorical parameter, the best trial with that choice
   (bar = CV mean, error bar = std over folds, dots = its folds) and every other trial's CV mean (the
   thesis's encoder-benchmark and decoder-comparison figure).
 - ``parallel_coordinates.png``: parameters vs score, one line per trial coloured by score.
-- ``param_importance.png``: Optuna's fANOVA importance on a study rebuilt from the results.
+- ``param_importance.png``: fANOVA importance of each parameter.
 - ``fold_spread.png``: the per-fold scores of the top trials.
+
+The two generic figures (parallel coordinates, importance) are Optuna's own
+(``optuna.visualization.matplotlib``) on the study :func:`rebuild_study` makes from the leaderboard; the
+per-epoch view Optuna calls intermediate values is ``learning_curves.png``, which adds what Optuna's
+cannot show (the scheduler's rungs, how each trial ended). Parameters are read through the parsed space
+of :mod:`search.space` (:func:`analysis.selection.experiment_space`).
 
 Each function returns the written path, or raises :class:`PlotSkipped` saying why a figure cannot be
 drawn (e.g. importance with fewer than 3 scored trials); :func:`make_plots` collects both.
@@ -18,14 +25,21 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from analysis.results import ExperimentResults, display_value
+from analysis.selection import experiment_space
+
+if TYPE_CHECKING:
+    import optuna
+
+    from search.space import Param
 
 DPI = 100
 SIZE = (10.0, 6.0)  # inches: 1000 x 600 px
@@ -70,23 +84,38 @@ def _metric_label(board: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------------- learning curves
 
 
-def asha_rungs(spec: Mapping[str, Any]) -> list[int]:
-    """Epochs at which ASHA / HyperBand judges trials (grace * eta^k below ``train.epochs``)."""
-    sched = ((spec.get("search") or {}).get("scheduler")) or {}
-    if sched.get("type", "asha") not in ("asha", "hyperband"):
-        return []
-    epochs = int((spec.get("train") or {}).get("epochs") or 0)
-    grace = float(sched.get("grace_period", 1))
-    eta = float(sched.get("reduction_factor", 3))
-    rungs, t = [], grace
-    while t < epochs and eta > 1:
-        rungs.append(round(t))
-        t *= eta
-    return sorted(set(rungs))
+def scheduler_rungs(results: ExperimentResults) -> tuple[str, list[int]]:
+    """The search's scheduler type and the epochs before the last at which it may stop a trial.
+
+    The epochs are :func:`search.config.scheduler_milestones` of the experiment's spec, which follows
+    Ray's own rules (ASHA: rung ``grace * rf**k``, decided at the first epoch that reaches it;
+    HyperBand: each bracket's pause points), so the figure shows where Ray decided. A decision at the
+    last epoch ends nothing early and is left out; fifo and median have none. Raises ``SpecError`` when
+    ``spec.yaml`` is not a valid search spec.
+    """
+    from search.config import SearchSpec, max_epochs_of, scheduler_milestones
+    from search.space import space_from_spec
+    from trainables.config import DoubleImbalanceCorrectionWarning
+    from trainables.spec import spec_from_dict
+
+    with warnings.catch_warnings():  # the search warned about the spec already; analysis only reads it
+        warnings.simplefilter("ignore", DoubleImbalanceCorrectionWarning)
+        spec = spec_from_dict(results.spec, SearchSpec)
+    space = space_from_spec(spec)
+    last = max_epochs_of(spec, space)
+    return spec.search.scheduler.type, [e for e in scheduler_milestones(spec, space) if e < last]
 
 
-def plot_learning_curves(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
-    """Every trial's CV mean of the ranking metric per epoch; how each trial ended is marked."""
+_RUNG_LABEL = {
+    "asha": "ASHA rungs (a trial below the rung's cutoff stops here)",
+    "hyperband": "HyperBand bracket milestones (a bracket pauses here, keeps its best 1/eta)",
+}
+
+
+def learning_curves_figure(results: ExperimentResults, board: pd.DataFrame) -> Any:
+    """The figure of :func:`plot_learning_curves` (a matplotlib ``Figure``, not yet saved)."""
+    from trainables.schema import SpecError
+
     plt = _pyplot()
     metric = board.attrs.get("metric", "score")
     column = f"val/{metric}"
@@ -94,8 +123,14 @@ def plot_learning_curves(results: ExperimentResults, board: pd.DataFrame, path: 
         raise PlotSkipped(f"no trial reported {column}")
     status = dict(zip(results.trials["trial_id"], results.trials["status"]))
     best = str(board.iloc[0]["trial_id"]) if len(board) else None
+    try:
+        scheduler, rungs = scheduler_rungs(results)
+        rung_note = None
+    except SpecError:
+        scheduler, rungs = "", []
+        rung_note = "scheduler rungs not drawn: spec.yaml is not a valid search spec"
     fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
-    for rung in asha_rungs(results.spec):
+    for rung in rungs:
         ax.axvline(rung, color="0.85", linestyle=":", zorder=0)
     seen: set[str] = set()
     for tid, frame in results.epochs.groupby("trial_id", sort=True):
@@ -128,8 +163,10 @@ def plot_learning_curves(results: ExperimentResults, board: pd.DataFrame, path: 
                 fontsize=9,
                 weight="bold",
             )
-    if asha_rungs(results.spec):
-        ax.plot([], [], color="0.7", linestyle=":", label="scheduler rungs (stop decisions)")
+    if rungs:
+        ax.plot([], [], color="0.7", linestyle=":", label=_RUNG_LABEL[scheduler])
+    if rung_note:
+        ax.plot([], [], linestyle="none", label=rung_note)
     ax.plot(
         [],
         [],
@@ -146,30 +183,45 @@ def plot_learning_curves(results: ExperimentResults, board: pd.DataFrame, path: 
     ax.set_title(f"Learning curves of {results.trials.shape[0]} trials ({results.name})")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    return _save(fig, path)
+    return fig
+
+
+def plot_learning_curves(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
+    """Every trial's CV mean of the ranking metric per epoch; how each trial ended is marked, and the
+    epochs where the scheduler decided (:func:`scheduler_rungs`) are drawn."""
+    return _save(learning_curves_figure(results, board), path)
 
 
 # -------------------------------------------------------------------------------- per categorical
 
 
+def _space_params(results: ExperimentResults) -> dict[str, Param]:
+    """The parsed parameters of the experiment's ``search.space`` by key (empty without a space)."""
+    space = experiment_space(results)
+    return {} if space is None else {p.key: p for p in space.params}
+
+
 def categorical_params(results: ExperimentResults) -> list[str]:
-    """Searched parameters with discrete values: ``choice``/``grid`` in the space, or text values."""
+    """Searched parameters with discrete values: ``choice``/``grid`` in the space or, for a key the
+    space does not name, text or boolean values."""
+    space = _space_params(results)
     out = []
     for name in results.param_names:
-        dist = results.space.get(name) or {}
         values = [p.get(name) for p in results.params.values()]
-        discrete = "choice" in dist or "grid" in dist
         texty = any(isinstance(v, str | bool) for v in values if v is not None)
-        if discrete or (not dist and texty):
+        if space[name].discrete if name in space else texty:
             out.append(name)
     return out
+
+
+def _shorten(text: str, width: int = 22) -> str:
+    return text if len(text) <= width else text[: width - 2] + "…"
 
 
 def _choice_label(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "(not active)"
-    text = str(display_value(value))
-    return text if len(text) <= 22 else text[:20] + "…"
+    return _shorten(str(display_value(value)))
 
 
 def plot_score_by_choice(results: ExperimentResults, board: pd.DataFrame, param: str, path: Path) -> Path:
@@ -228,175 +280,194 @@ def plot_score_by_choice(results: ExperimentResults, board: pd.DataFrame, param:
     return _save(fig, path)
 
 
-# ---------------------------------------------------------------------------- parallel coordinates
+# ------------------------------------------------------------------------- the study, Optuna's figures
 
 
-def _axis_values(results: ExperimentResults, param: str, tids: Sequence[str]) -> tuple[np.ndarray, list]:
-    """Trial values of ``param`` mapped to [0, 1] and the (position, label) ticks of its axis."""
-    raw = [results.params.get(t, {}).get(param) for t in tids]
-    dist = results.space.get(param) or {}
-    numeric = [v for v in raw if isinstance(v, int | float) and not isinstance(v, bool)]
-    if (
-        numeric
-        and len(numeric) == sum(v is not None for v in raw)
-        and not ("choice" in dist or "grid" in dist)
-    ):
-        arr = np.array([np.nan if v is None else float(v) for v in raw])
-        log = "loguniform" in dist or "qloguniform" in dist
-        t = np.log10(arr) if log else arr
-        lo, hi = np.nanmin(t), np.nanmax(t)
-        span = hi - lo if hi > lo else 1.0
-        pos = (t - lo) / span
-        ticks = [(0.0, f"{(10**lo if log else lo):.3g}"), (1.0, f"{(10**hi if log else hi):.3g}")]
-        if np.isnan(pos).any():
-            ticks.append((-0.12, "not active"))
-        return np.where(np.isnan(pos), -0.12, pos), ticks
-    labels = sorted({_choice_label(v) for v in raw})
-    where = {lab: i / max(1, len(labels) - 1) for i, lab in enumerate(labels)}
-    pos = np.array([where[_choice_label(v)] for v in raw])
-    return pos, [(p, lab) for lab, p in where.items()]
-
-
-def plot_parallel_coordinates(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
-    """One polyline per scored trial across the searched parameters and the score, coloured by score."""
-    plt = _pyplot()
-    import matplotlib
-    from matplotlib import cm, colors
-
-    scored = board[board["score"].notna() & (board["status"] != "error")]
-    params = [
-        p for p in results.param_names if any(p in results.params.get(t, {}) for t in scored["trial_id"])
-    ]
-    if scored.empty or not params:
-        raise PlotSkipped("needs scored trials and at least one searched parameter")
-    tids = list(scored["trial_id"])
-    columns = [_axis_values(results, p, tids) for p in params]
-    score = scored["score"].to_numpy(dtype=float)
-    lo, hi = float(score.min()), float(score.max())
-    columns.append(((score - lo) / (hi - lo if hi > lo else 1.0), [(0.0, f"{lo:.3g}"), (1.0, f"{hi:.3g}")]))
-    names = [*params, f"val {board.attrs.get('metric', 'score')}"]
-    norm = colors.Normalize(lo, hi)
-    cmap = matplotlib.colormaps["viridis_r" if board.attrs.get("lower_is_better") else "viridis"]
-    fig, ax = plt.subplots(figsize=WIDE, layout="constrained")
-    xs = np.arange(len(columns))
-    ys = np.stack([c[0] for c in columns], axis=1)
-    order = np.argsort(score if not board.attrs.get("lower_is_better") else -score)  # best drawn last
-    for i in order:
-        ax.plot(xs, ys[i], color=cmap(norm(score[i])), lw=2.0, alpha=0.85)
-    for x, (_, ticks) in zip(xs, columns):
-        ax.axvline(x, color="black", lw=1)
-        for pos, label in ticks:
-            ax.annotate(
-                label,
-                (x, pos),
-                xytext=(4, 0),
-                textcoords="offset points",
-                fontsize=8,
-                va="center",
-                bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.7),
-            )
-    ax.set_xticks(xs, names, rotation=15, ha="right")
-    ax.set_yticks([])
-    ax.set_ylim(-0.2, 1.08)
-    ax.set_xlim(-0.2, len(columns) - 0.5)
-    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label=_metric_label(board))
-    ax.set_title(f"Parameters vs score, {len(tids)} trials that did not fail (each axis scaled to its range)")
-    return _save(fig, path)
-
-
-# ------------------------------------------------------------------------------ parameter importance
-
-
-def _distribution(dist: Mapping[str, Any], values: Sequence[Any]) -> Any:
-    """The Optuna distribution of one space entry (bounds widened to hold every observed value)."""
-    import optuna.distributions as od
-
-    if "choice" in dist or "grid" in dist:
-        choices = dist.get("choice", dist.get("grid"))
-        return od.CategoricalDistribution([_optuna_value(v) for v in choices])
-    for kind in ("uniform", "loguniform", "quniform", "qloguniform", "randint"):
-        if kind in dist:
-            low, high = (float(b) for b in dist[kind][:2])
-            low, high = min([low, *values]), max([high, *values])
-            log = "log" in kind
-            if kind == "randint" or all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-                return od.IntDistribution(int(low), int(high), log=log)
-            return od.FloatDistribution(low, high, log=log)
-    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return od.FloatDistribution(min(values), max(values)) if min(values) < max(values) else None
-    return od.CategoricalDistribution(sorted({_optuna_value(v) for v in values}, key=str))
-
-
-def _optuna_value(value: Any) -> Any:
-    """Optuna categoricals hold only None/bool/int/float/str: other values go by their JSON text."""
+def _study_value(param: Param | None, value: Any) -> Any:
+    """``value`` as an Optuna study holds it: the parameter's own encoding (list or mapping choices go
+    by label); a key the space does not name goes by its JSON text when it is not a scalar."""
+    if param is not None:
+        return param.optuna_value(value)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return json.dumps(value, sort_keys=True)
 
 
-def param_importances(results: ExperimentResults, board: pd.DataFrame, seed: int = 0) -> dict[str, float]:
-    """fANOVA importances (normalised to sum 1) of the parameters every scored trial has.
+def _distribution(param: Param | None, values: Sequence[Any]) -> Any:
+    """The Optuna distribution of one parameter (numeric bounds widened to hold every observed value)."""
+    import optuna.distributions as od
 
-    The study is rebuilt from the leaderboard: one COMPLETE FrozenTrial per scored, non-failed trial,
-    valued by its leaderboard figure (the CV mean at its best common epoch), with distributions from the
-    spec's ``search.space``.
+    if param is not None and param.discrete:
+        return od.CategoricalDistribution([param.optuna_value(v) for v in param.values])
+    if param is not None:
+        low, high = min([param.low, *values]), max([param.high, *values])
+        if param.integer or all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            return od.IntDistribution(int(low), int(high), log=param.log)
+        return od.FloatDistribution(low, high, log=param.log)
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return od.FloatDistribution(min(values), max(values))
+    return od.CategoricalDistribution(sorted({_study_value(None, v) for v in values}, key=str))
+
+
+def _scored(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard rows with a score that did not fail: the trials of :func:`rebuild_study`."""
+    return board[board["score"].notna() & (board["status"] != "error")]
+
+
+def rebuild_study(results: ExperimentResults, board: pd.DataFrame, seed: int = 0) -> optuna.Study:
+    """An in-memory Optuna study of the search, for Optuna's importance and figures.
+
+    One COMPLETE trial per scored, non-failed leaderboard row, valued by its leaderboard figure (the CV
+    mean at its best common epoch), holding the parameters the trial ran with (the space's active ones,
+    :meth:`search.space.Space.resolve`; conditional ones only where active) with the distributions of
+    the spec's ``search.space``. Raises :class:`PlotSkipped` when no trial qualifies.
     """
     import optuna
-    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    scored = board[board["score"].notna() & (board["status"] != "error")]
-    if len(scored) < 3:
-        raise PlotSkipped(f"parameter importance needs at least 3 scored trials, got {len(scored)}")
-    tids = list(scored["trial_id"])
-    common = [p for p in results.param_names if all(results.params[t].get(p) is not None for t in tids)]
-    varying = [p for p in common if len({_optuna_value(results.params[t][p]) for t in tids}) > 1]
-    if not varying:
-        raise PlotSkipped("no parameter varies across the scored trials (conditional ones excluded)")
-    dists = {}
-    for p in varying:
-        d = _distribution(results.space.get(p) or {}, [results.params[t][p] for t in tids])
-        if d is not None:
-            dists[p] = d
+    scored = _scored(board)
+    if scored.empty:
+        raise PlotSkipped("no trial has a score without failing")
+    space = experiment_space(results)
+    params = {} if space is None else {p.key: p for p in space.params}
+    chosen = {}
+    for tid in scored["trial_id"]:
+        config = results.params.get(tid, {})
+        active = space.resolve(config) if space is not None else {}
+        chosen[tid] = {
+            k: active[k] if k in params else config[k]
+            for k in results.param_names
+            if k in active or (k not in params and config.get(k) is not None)
+        }
+    observed: dict[str, list[Any]] = {}
+    for values in chosen.values():
+        for k, v in values.items():
+            observed.setdefault(k, []).append(v)
+    dists = {k: _distribution(params.get(k), v) for k, v in observed.items()}
     direction = "minimize" if board.attrs.get("lower_is_better") else "maximize"
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(seed=seed))
-    for tid, score in zip(tids, scored["score"]):
-        params = {p: _optuna_value(results.params[tid][p]) for p in dists}
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(score)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return get_param_importances(
-            study, evaluator=FanovaImportanceEvaluator(seed=seed), params=list(dists)
+    for tid, score in zip(scored["trial_id"], scored["score"]):
+        values = {k: _study_value(params.get(k), v) for k, v in chosen[tid].items()}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=values, distributions={k: dists[k] for k in values}, value=float(score)
+            )
         )
+    return study
+
+
+def _importance_params(study: optuna.Study) -> list[str]:
+    """The parameters fANOVA can weigh: held by every trial (conditional ones excluded) and varying."""
+    trials = study.trials
+    if len(trials) < 3:
+        raise PlotSkipped(f"parameter importance needs at least 3 scored trials, got {len(trials)}")
+    common = [k for k in trials[0].params if all(k in t.params for t in trials)]
+    varying = [k for k in common if len({t.params[k] for t in trials}) > 1]
+    if not varying:
+        raise PlotSkipped("no parameter varies across the scored trials (conditional ones excluded)")
+    return varying
+
+
+def param_importances(results: ExperimentResults, board: pd.DataFrame, seed: int = 0) -> dict[str, float]:
+    """fANOVA importances (normalised to sum 1) on :func:`rebuild_study`, most important first, of the
+    parameters every scored trial has; :class:`PlotSkipped` with fewer than 3 scored trials."""
+    from optuna.importance import FanovaImportanceEvaluator, get_param_importances
+
+    study = rebuild_study(results, board, seed)
+    params = _importance_params(study)
+    return get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=seed), params=params)
+
+
+@contextmanager
+def _optuna_figure(size: tuple[float, float], rc: dict[str, Any] | None = None) -> Iterator[None]:
+    """Around an ``optuna.visualization.matplotlib`` call: our figure size, a constrained layout, ``rc``,
+    Optuna's style kept to this figure (it calls ``plt.style.use``, which would restyle every later
+    figure), and two warnings silenced: ExperimentalWarning (those functions are marked experimental;
+    the tests check what they draw) and matplotlib's note on the axis of a parameter with one value
+    (Optuna centres it; nothing for the user to act on)."""
+    import matplotlib
+    from optuna.exceptions import ExperimentalWarning
+
+    _pyplot()
+    rc = {"figure.figsize": size, "figure.constrained_layout.use": True, **(rc or {})}
+    with matplotlib.rc_context(rc), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Attempting to set identical low and high ylims", UserWarning)
+        yield
+
+
+def _shorten_tick_labels(fig: Any, width: int) -> None:
+    """Value ticks longer than ``width`` (JSON of list or mapping choices) cut to fit between two
+    axes; mathtext (a log axis's powers of ten) left whole."""
+    for ax in fig.axes:
+        labels = [t.get_text() for t in ax.get_yticklabels()]
+        short = [t if t.startswith("$") else _shorten(t, width) for t in labels]
+        if short != labels:
+            ax.set_yticks(ax.get_yticks(), short)
+
+
+def _full_axis_names(ax: Any, names: Sequence[str]) -> None:
+    """Optuna cuts axis names to 17 characters (``model.latent_aug...`` for both ``.mode`` and
+    ``.sigma``): put the full ``names`` back, checked name by name against what Optuna wrote."""
+    shown = [t.get_text() for t in ax.get_xticklabels()]
+    same = len(shown) == len(names) and all(
+        s == n or (s.endswith("...") and n.startswith(s[:-3])) for s, n in zip(shown, names)
+    )
+    if same:
+        ax.set_xticks(ax.get_xticks(), names, rotation=-25, ha="left", rotation_mode="anchor")
+
+
+def parallel_coordinates_figure(results: ExperimentResults, board: pd.DataFrame) -> Any:
+    """Optuna's parallel-coordinate plot of :func:`rebuild_study` (a matplotlib ``Figure``)."""
+    from optuna.visualization.matplotlib import plot_parallel_coordinate
+
+    study = rebuild_study(results, board)
+    if not any(t.params for t in study.trials):
+        raise PlotSkipped("needs scored trials and at least one searched parameter")
+    target = f"val {board.attrs.get('metric', 'score')}"
+    with _optuna_figure(WIDE, {"ytick.labelsize": 8}):  # a dozen axes share 1200 px
+        ax = plot_parallel_coordinate(study, target_name=target)
+        _full_axis_names(ax, [target, *sorted({k for t in study.trials for k in t.params})])
+        ax.set_title(
+            f"Parameters vs score, {len(study.trials)} trials that did not fail (each axis scaled to its "
+            "range; None = not active)",
+            y=1.03,
+        )
+        _shorten_tick_labels(ax.figure, width=20)
+    return ax.figure
+
+
+def plot_parallel_coordinates(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
+    """One polyline per scored trial across the searched parameters and the score, coloured by score
+    (:func:`parallel_coordinates_figure`)."""
+    return _save(parallel_coordinates_figure(results, board), path)
+
+
+def param_importance_figure(results: ExperimentResults, board: pd.DataFrame, seed: int = 0) -> Any:
+    """Optuna's importance plot of :func:`param_importances` (fANOVA; a matplotlib ``Figure``)."""
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    study = rebuild_study(results, board, seed)
+    params = _importance_params(study)
+    evaluator = FanovaImportanceEvaluator(seed=seed)
+    stopped = int((board["status"] == "scheduler_stopped").sum())
+    with _optuna_figure(SIZE):
+        ax = plot_param_importances(
+            study, evaluator=evaluator, params=params, target_name=_metric_label(board)
+        )
+        ax.set_xlabel("fANOVA importance (share of score variance, sums to 1)")
+        ax.set_title(
+            f"Parameter importance for {board.attrs.get('metric', 'score')} "
+            f"({len(study.trials)} trials, {stopped} stopped early at low fidelity)",
+            loc="left",
+        )
+    return ax.figure
 
 
 def plot_param_importance(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
     """Horizontal bars of :func:`param_importances`, most important on top."""
-    plt = _pyplot()
-    imp = param_importances(results, board)
-    names = list(imp)[::-1]
-    values = [imp[n] for n in names]
-    n = int((board["score"].notna() & (board["status"] != "error")).sum())
-    stopped = int((board["status"] == "scheduler_stopped").sum())
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
-    bars = ax.barh(names, values, color="#6baed6", edgecolor="#2171b5")
-    for bar, v in zip(bars, values):
-        ax.annotate(
-            f"{v:.2f}",
-            (bar.get_width(), bar.get_y() + bar.get_height() / 2),
-            xytext=(4, 0),
-            textcoords="offset points",
-            va="center",
-            fontsize=9,
-        )
-    ax.set_xlim(0, max(values) * 1.15 + 1e-9)
-    ax.set_xlabel("fANOVA importance (share of score variance, sums to 1)")
-    ax.set_title(
-        f"Parameter importance for {board.attrs.get('metric', 'score')} "
-        f"({n} trials, {stopped} stopped early at low fidelity)"
-    )
-    ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
+    return _save(param_importance_figure(results, board), path)
 
 
 # ----------------------------------------------------------------------------------- fold spread

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from model_zoo.errors import UserError
 from trainables.data.errors import DataError, listing
 from trainables.data.imageio import read_gray
 from trainables.data.resize import resize_image, undo_resize
@@ -47,7 +48,7 @@ OVERLAY_MAX_SIDE = 1024  # longest side of overlays and figures, px (masks stay 
 OUTPUT_TAG = "bus-search predict"  # PNG "Software" text of every file predict writes
 
 
-class PredictError(ValueError):
+class PredictError(UserError, ValueError):
     """Bad input to predict (a missing path, a file that is not a bundle, an unusable device)."""
 
 
@@ -462,9 +463,9 @@ def predict_folder(
     inside = out_dir.resolve().is_relative_to(input_dir.resolve())
     if inside and not force:
         raise PredictError(
-            f"--out-dir {out_dir} is inside --input-dir {input_dir}: its masks and overlays would land beside "
-            "the images (and be read as input by the next run); choose an --out-dir outside it, or pass "
-            "--force (the output folders are then left out of the input)"
+            f"--out-dir {out_dir} is inside --input-dir {input_dir}: its masks and overlays would land "
+            "beside the images (and be read as input by the next run); choose an --out-dir outside it, "
+            "or pass --force (the output folders are then left out of the input)"
         )
     own = [out_dir / "masks", out_dir / "overlays"] if out_dir.resolve() == input_dir.resolve() else [out_dir]
     files, masks = list_images(input_dir, exclude=own if inside else ())

@@ -46,17 +46,18 @@ from analysis.evaluate import (
     write_markdown,
 )
 from analysis.leaderboard import build_leaderboard
-from analysis.results import ExperimentError, filter_where, load_results
+from analysis.results import filter_where, load_results
 from analysis.selection import choose_trial, refit_epochs, trial_spec
-from trainables.spec import Spec, load_spec, save_spec, spec_from_dict, spec_to_dict
+from model_zoo.errors import UserError
+from search.errors import ExperimentError
+from trainables.spec import Spec, load_spec, save_spec, spec_to_dict, with_data_root
 
 BUNDLE_NAME = "model.safetensors"
 REPORT_NAME = "test_report.json"
 REPORT_MD = "test_report.md"
-CHECKPOINT_STATE = "loop.pt"  # trainables.trainable.STATE_FILE (not imported: that module imports Ray)
 
 
-class RefitError(ValueError):
+class RefitError(UserError, ValueError):
     """A refit that cannot start (bad source, existing outputs, data that differs from the search's)."""
 
 
@@ -83,7 +84,8 @@ def choose(
     metric: str | None = None,
     data_root: str | None = None,
 ) -> Chosen:
-    """Resolve an experiment folder, a ``launch.py train`` run folder or a spec file into a :class:`Chosen`."""
+    """Resolve an experiment folder, a ``launch.py train`` run folder or a spec file into a
+    :class:`Chosen`."""
     source = Path(source)
     if source.is_dir() and is_train_run(source):
         if trial or where:
@@ -97,7 +99,7 @@ def choose(
         raise RefitError(f"{source}: neither an experiment folder nor a spec file")
     spec = load_spec(source)
     if data_root:
-        spec = _with_root(spec, data_root)
+        spec = with_data_root(spec, data_root)
     return Chosen(
         spec,
         None,
@@ -110,7 +112,8 @@ def choose(
 
 
 def is_train_run(folder: Path) -> bool:
-    """Whether ``folder`` was written by ``launch.py train`` (its files; a search folder has trial folders)."""
+    """Whether ``folder`` was written by ``launch.py train`` (its files; a search folder has trial
+    folders)."""
     return all(
         (folder / name).is_file() for name in ("spec.yaml", "splits.json", "epochs.csv", "summary.json")
     )
@@ -120,7 +123,7 @@ def _from_train_run(run_dir: Path, data_root: str | None) -> Chosen:
     """A train run's spec and split (its files, not a recomputation); ``auto`` = its best common epoch."""
     spec = load_spec(run_dir / "spec.yaml")
     if data_root:
-        spec = _with_root(spec, data_root)
+        spec = with_data_root(spec, data_root)
     summary = _read_json(run_dir / "summary.json")
     best = _epoch_or_none(summary.get("best_epoch"))
     if best is None:
@@ -162,7 +165,7 @@ def _from_experiment(
         )
     spec = trial_spec(results, str(row["trial_id"]))
     if data_root:
-        spec = _with_root(spec, data_root)
+        spec = with_data_root(spec, data_root)
     splits_path = exp_dir / "splits.json"
     if not splits_path.is_file():
         raise ExperimentError(f"{splits_path}: missing; refit needs the split the search used")
@@ -198,12 +201,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _with_root(spec: Spec, root: str) -> Spec:
-    d = spec_to_dict(spec)
-    d["data"]["root"] = str(root)
-    return spec_from_dict(d, type(spec))
-
-
 def parse_epochs(text: str | int, chosen: Chosen) -> tuple[int, str]:
     """``--epochs``: a positive integer, or ``auto`` (see :class:`Chosen`)."""
     if str(text).strip().lower() == "auto":
@@ -222,16 +219,10 @@ def parse_epochs(text: str | int, chosen: Chosen) -> tuple[int, str]:
 
 def load_data(chosen: Chosen) -> tuple[Any, Any, dict]:
     """The dataset, its :class:`SplitIndices` and the splits dict; checks the data is the search's."""
-    from trainables.data.cache import load_dataset
-    from trainables.data.splits import resolve_splits, split_indices
+    from trainables.data.run_data import load_run_data
+    from trainables.data.splits import split_indices
 
-    dataset = load_dataset(chosen.spec.data)
-    if chosen.fingerprint and dataset.fingerprint != chosen.fingerprint:
-        raise RefitError(
-            f"the data at {chosen.spec.data.root or 'the synthetic set'} differs from the data the search used "
-            f"(fingerprint {dataset.fingerprint} != {chosen.fingerprint}); pass --data with the same images"
-        )
-    splits = chosen.splits if chosen.splits is not None else resolve_splits(chosen.spec.data, dataset)
+    dataset, splits = load_run_data(chosen.spec.data, chosen.splits, chosen.fingerprint)
     return dataset, split_indices(splits, dataset), splits
 
 
@@ -255,9 +246,8 @@ def train_on_dev(
     spec: Spec, dataset: Any, split: Any, device: str = "auto", progress: bool = True
 ) -> tuple[Any, list[dict[str, float]], Any]:
     """Train one model on every development image with the lockstep loop; returns (model, history, loop)."""
-    from tqdm import tqdm
-
     from trainables.data.splits import SplitIndices
+    from trainables.epoch_bar import step_with_bar
     from trainables.loop import CrossValLoop
 
     dev = np.asarray(split.dev, dtype=np.int64)
@@ -267,23 +257,7 @@ def train_on_dev(
     loop = CrossValLoop(spec, dataset, single, device)
     history = []
     while not loop.done:
-        bar = tqdm(
-            total=loop.batches_per_epoch(),
-            desc=f"refit epoch {loop.epoch + 1}/{spec.train.epochs}",
-            unit="batch",
-            disable=not progress,
-            file=sys.stderr,
-            leave=False,
-        )
-
-        def on_batch(fold: int, batch: int, total: int, loss: float, bar: Any = bar) -> None:
-            bar.update(1)
-            bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
-
-        try:
-            result = loop.step(on_batch=on_batch)
-        finally:
-            bar.close()
+        result = step_with_bar(loop, progress, label="refit epoch", leave=False)
         history.append(
             {
                 "epoch": int(result["epoch"]),
@@ -303,8 +277,10 @@ def train_on_dev(
 
 def trial_checkpoints(trial_dir: Path) -> list[Path]:
     """The loop state files of the trial's ``checkpoint_*`` folders, newest first (empty files skipped)."""
+    from trainables.loop import CHECKPOINT_STATE_FILE
+
     folders = sorted((p for p in trial_dir.glob("checkpoint_*") if p.is_dir()), key=lambda p: p.name)
-    states = [folder / CHECKPOINT_STATE for folder in reversed(folders)]
+    states = [folder / CHECKPOINT_STATE_FILE for folder in reversed(folders)]
     return [p for p in states if p.is_file() and p.stat().st_size > 0]
 
 
@@ -328,17 +304,17 @@ def fold_weights(state: Mapping[str, Any], scored_epoch: int | None) -> list[dic
 def scored_checkpoint(trial_dir: Path, scored_epoch: int | None) -> tuple[Path, dict[str, Any], list[dict]]:
     """The checkpoint whose fold weights are those scored at ``scored_epoch`` (every fold ``exact``), else
     the newest; returns its path, its loop state and :func:`fold_weights` of it."""
-    import torch
+    from trainables.loop import CHECKPOINT_STATE_FILE, read_loop_state
 
     paths = trial_checkpoints(trial_dir)
     if not paths:
         raise RefitError(
-            f"{trial_dir}: no checkpoint with {CHECKPOINT_STATE}; --ensemble-folds needs the trial's "
+            f"{trial_dir}: no checkpoint with {CHECKPOINT_STATE_FILE}; --ensemble-folds needs the trial's "
             "saved fold models (checkpoint.num_to_keep >= 1)"
         )
     found = []
     for path in paths:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = read_loop_state(path, mmap=True)
         weights = fold_weights(state, scored_epoch)
         if all(w["exact"] for w in weights):
             return path, state, weights

@@ -107,16 +107,19 @@ def _data_section(data: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]
             "",
             "Audit summary:",
             "",
-            f"- duplicate groups: {len(dup)} (kept inside one split part), cross-class duplicates: {len(cross)}",
+            f"- duplicate groups: {len(dup)} (kept inside one split part), cross-class duplicates: "
+            f"{len(cross)}",
             f"- images without a mask: {len(audit.get('missing_masks') or [])}, orphan masks: "
-            f"{len(audit.get('orphan_masks') or [])}, multi-mask images: {len(audit.get('multi_mask_images') or [])}",
+            f"{len(audit.get('orphan_masks') or [])}, multi-mask images: "
+            f"{len(audit.get('multi_mask_images') or [])}",
             f"- unreadable files: {len(audit.get('unreadable') or [])}, mask/image size mismatches: "
             f"{len(audit.get('size_mismatch') or [])}",
         ]
         size = audit.get("image_size") or {}
         if size:
             lines.append(
-                f"- original sizes (w, h): min {size.get('min')}, median {size.get('median')}, max {size.get('max')}"
+                f"- original sizes (w, h): min {size.get('min')}, median {size.get('median')}, "
+                f"max {size.get('max')}"
             )
         lines += _conflicting_lines(audit)
     return lines
@@ -168,8 +171,8 @@ def _space_section(spec: Mapping[str, Any]) -> list[str]:
     lines = ["## Search", ""]
     lines.append(
         f"- Algorithm `{search.get('algorithm', '?')}` (sampler `{search.get('sampler', '-')}`, seed "
-        f"{search.get('seed', '-')}), {search.get('num_samples', '?')} samples, metric `{search.get('metric')}` "
-        f"({search.get('mode')})"
+        f"{search.get('seed', '-')}), {search.get('num_samples', '?')} samples, metric "
+        f"`{search.get('metric')}` ({search.get('mode')})"
     )
     if sched:
         lines.append(
@@ -274,7 +277,8 @@ def write_report(
     lines += [
         "## Chosen configuration",
         "",
-        f"Trial `{chosen['trial_id']}`: CV {metric} {chosen['score']:.4f} ± {chosen.get('score_std', float('nan')):.4f} "
+        f"Trial `{chosen['trial_id']}`: CV {metric} {chosen['score']:.4f} "
+        f"± {chosen.get('score_std', float('nan')):.4f} "
         f"at epoch {chosen.get('best_epoch')}; `refit --epochs auto` trains {chosen['refit_epochs']} epochs "
         "(the mean over folds of each fold's best epoch).",
         "",

@@ -3,7 +3,8 @@
 Reads only files (no Ray cluster, no W&B): ``spec.yaml``, each trial directory Ray Tune wrote
 (``params.json`` = the flat dotted config, ``result.json`` = one JSON line per reported epoch, or
 ``progress.csv`` when that is missing, ``error.txt`` after a failure) and, when present, Ray's
-``experiment_state-*.json`` for each trial's final status.
+``experiment_state-*.json`` for each trial's final status (read by
+:func:`search.ray_compat.read_trial_states`, where the project's knowledge of Tune's file formats lives).
 
 A trial's ``status`` is one of:
 
@@ -30,6 +31,9 @@ from typing import Any
 
 import pandas as pd
 import yaml
+
+from search.errors import ExperimentError
+from search.ray_compat import read_trial_states
 
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
@@ -58,10 +62,6 @@ _RAY_KEYS = {
 }
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _UNFINISHED = {"PENDING", "RUNNING", "PAUSED"}
-
-
-class ExperimentError(ValueError):
-    """The folder is not a readable experiment; the message names the file or folder."""
 
 
 @dataclass
@@ -190,30 +190,6 @@ def find_trial_dirs(exp_dir: Path) -> list[Path]:
         if not (set(p.relative_to(exp_dir).parts[:-1]) & skip) and p.parent != exp_dir
     ]
     return sorted(found)
-
-
-def read_trial_states(exp_dir: Path) -> dict[str, dict[str, Any]]:
-    """``trial_id -> {"status", "relative_logdir", "num_failures"}`` from Ray's newest experiment state.
-
-    Empty when the file is missing or unreadable: statuses are then inferred from the trial folders.
-    """
-    files = sorted(exp_dir.glob("experiment_state-*.json"), key=lambda p: (p.stat().st_mtime, p.name))
-    if not files:
-        return {}
-    try:
-        state = json.loads(files[-1].read_text(encoding="utf-8"))
-        out = {}
-        for trial_json, meta_json in state["trial_data"]:
-            trial = json.loads(trial_json)
-            meta = json.loads(meta_json)
-            out[str(trial["trial_id"])] = {
-                "status": str(trial.get("status", "")),
-                "relative_logdir": trial.get("relative_logdir"),
-                "num_failures": int(meta.get("num_failures") or 0),
-            }
-        return out
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 def read_trial_rows(trial_dir: Path) -> list[dict[str, Any]]:
@@ -360,7 +336,7 @@ def parse_where(items: Sequence[str]) -> list[tuple[str, Any]]:
         try:
             out.append(parse_assignment(item))
         except ValueError:
-            raise ValueError(
+            raise ExperimentError(
                 f"--where {item!r}: expected KEY=VALUE, e.g. model.encoder=efficientnet-b6"
             ) from None
     return out
@@ -403,7 +379,7 @@ def filter_where(results: ExperimentResults, where: Sequence[str]) -> Experiment
             keep.append(tid)
     for key, _ in conditions:
         if key not in results.param_names and _spec_value(results.spec, key) is _MISSING:
-            raise ValueError(
+            raise ExperimentError(
                 f"--where {key}: not a parameter of this experiment nor a field of its spec; "
                 f"searched parameters: {', '.join(results.param_names) or 'none'}"
             )
@@ -413,7 +389,7 @@ def filter_where(results: ExperimentResults, where: Sequence[str]) -> Experiment
             for key, _ in conditions
             if key in results.param_names
         }
-        raise ValueError(f"--where {' '.join(where)}: no trial matches; values present: {seen}")
+        raise ExperimentError(f"--where {' '.join(where)}: no trial matches; values present: {seen}")
     return results.subset(keep)
 
 

@@ -7,7 +7,6 @@ left out, so ``train`` (a plain :class:`~trainables.spec.Spec`) and ``refit`` ac
 
 from __future__ import annotations
 
-import copy
 import math
 import re
 from collections.abc import Mapping
@@ -17,28 +16,27 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from analysis.results import ExperimentResults
+from search.errors import ExperimentError
 from trainables.schema import SpecError
-from trainables.spec import Spec, dump_spec, set_dotted, spec_from_dict
+from trainables.spec import Spec, dump_spec, spec_from_dict, spec_sections, trial_spec_dict
 
 if TYPE_CHECKING:
     from search.space import Space
-
-SPEC_SECTIONS = ("name", "data", "model", "train")
 
 
 def choose_trial(board: pd.DataFrame, trial_id: str | None = None) -> pd.Series:
     """The leaderboard row of ``trial_id``, or of the best trial that has a score and did not fail."""
     if board.empty:
-        raise ValueError("the leaderboard is empty: no trial to choose")
+        raise ExperimentError("the leaderboard is empty: no trial to choose")
     if trial_id is not None:
         match = board[board["trial_id"] == str(trial_id)]
         if match.empty:
             ids = ", ".join(board["trial_id"].astype(str).head(20))
-            raise ValueError(f"--trial {trial_id}: no such trial; trials (best first): {ids}")
+            raise ExperimentError(f"--trial {trial_id}: no such trial; trials (best first): {ids}")
         return match.iloc[0]
     ok = board[board["score"].notna() & (board["status"] != "error")]
     if ok.empty:
-        raise ValueError(
+        raise ExperimentError(
             "no trial reported a score without failing; see the leaderboard's status column "
             "(pass --trial ID to use a failed trial's partial result anyway)"
         )
@@ -60,27 +58,22 @@ def trial_overrides(results: ExperimentResults, trial_id: str) -> dict[str, Any]
     """The spec fields a trial changed, exactly as its trainable applied them: the active parameters
     of the space (:meth:`search.space.Space.resolve`); without a space, every dotted spec key."""
     if trial_id not in results.params:
-        raise ValueError(f"trial {trial_id}: not in {results.exp_dir}")
+        raise ExperimentError(f"trial {trial_id}: not in {results.exp_dir}")
     params = results.params[trial_id]
     space = experiment_space(results)
     if space is not None:
         return space.resolve(params)
-    return {k: v for k, v in params.items() if k.split(".", 1)[0] in SPEC_SECTIONS and v is not None}
-
-
-def trial_spec_dict(results: ExperimentResults, trial_id: str) -> dict[str, Any]:
-    """The plain spec of one trial: spec sections of ``spec.yaml`` with the trial's parameters applied."""
-    spec = copy.deepcopy({k: results.spec[k] for k in SPEC_SECTIONS if k in results.spec})
-    for key, value in trial_overrides(results, trial_id).items():
-        set_dotted(spec, key, copy.deepcopy(value))
-    spec["name"] = safe_name(f"{results.name}-{trial_id}")
-    return spec
+    sections = spec_sections(Spec)
+    return {k: v for k, v in params.items() if k.split(".", 1)[0] in sections and v is not None}
 
 
 def trial_spec(results: ExperimentResults, trial_id: str) -> Spec:
-    """:func:`trial_spec_dict` validated into a :class:`Spec`; errors name the trial."""
+    """The spec one trial trained with: :func:`trainables.spec.trial_spec_dict` (the trainable's own
+    function) over ``spec.yaml`` and the trial's parameters, named after the trial; errors name the trial."""
+    d = trial_spec_dict(results.spec, trial_overrides(results, trial_id))
+    d["name"] = safe_name(f"{results.name}-{trial_id}")
     try:
-        return spec_from_dict(trial_spec_dict(results, trial_id), Spec)
+        return spec_from_dict(d, Spec)
     except SpecError as exc:
         raise SpecError(
             [f"trial {trial_id} of {results.exp_dir}: its config is not a valid spec:", *exc.errors]
@@ -105,7 +98,7 @@ def refit_epochs(row: Mapping[str, Any]) -> int:
     for key in ("best_epoch", "epochs_run"):
         if _finite(row.get(key)) and float(row[key]) > 0:
             return int(row[key])
-    raise ValueError(f"trial {row.get('trial_id')}: no epoch was reported, cannot choose refit epochs")
+    raise ExperimentError(f"trial {row.get('trial_id')}: no epoch was reported, cannot choose refit epochs")
 
 
 def _finite(value: Any) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 import os
 import platform
@@ -21,6 +20,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from model_zoo.files import write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -100,18 +101,6 @@ def final(name: str, text: str) -> str:
     return line
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Mapping):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if hasattr(x, "item") and callable(x.item):  # NumPy / torch scalars
-        return _json_safe(x.item())
-    return x
-
-
 def record(
     name: str,
     compared: str,
@@ -133,9 +122,7 @@ def record(
         "load_average_after": load_average(),
         "figures": figures,
     }
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(_json_safe(doc), indent=1) + "\n", encoding="utf-8")
-    return path
+    return write_json_atomic(folder / f"{name}.json", doc, indent=1)
 
 
 # ------------------------------------------------------------------------------------------- timing
@@ -193,11 +180,9 @@ def search_spec(overrides: Sequence[str] = (), base: str | Path = QUICKSTART) ->
 
 def load_data(spec: Any) -> tuple[Any, dict]:
     """The spec's cached dataset (built without progress bars) and its splits, as a search makes them."""
-    from trainables.data.cache import load_dataset
-    from trainables.data.splits import resolve_splits
+    from trainables.data.run_data import load_run_data
 
-    dataset = load_dataset(spec.data, progress=False)
-    return dataset, resolve_splits(spec.data, dataset)
+    return load_run_data(spec.data, progress=False)
 
 
 def start_ray(num_cpus: int | None = None) -> None:
@@ -296,8 +281,25 @@ def search_figures(collector: Any, wall_s: float, metric: str = "val/score_best"
     }
 
 
+def finish(
+    name: str,
+    compared: str,
+    figures: Mapping[str, Any],
+    ratio: str,
+    machine: Mapping[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+) -> int:
+    """The end of every benchmark: :func:`record` the figures, say where, print the ``RESULT`` line
+    (:func:`final`); exit status 0."""
+    path = record(name, compared, figures, ratio, machine, out_dir)
+    print(f"recorded: {path}")
+    final(name, ratio)
+    return 0
+
+
 def main_guard(fn: Any, argv: Sequence[str] | None = None) -> int:
-    """Run a benchmark's ``fn(argv)`` with the benchmark environment set; its exit status."""
+    """Run a benchmark's ``fn(argv)`` with the benchmark environment set; its exit status (every
+    benchmark's ``__main__``)."""
     bench_env()
     return int(fn(argv) or 0)
 

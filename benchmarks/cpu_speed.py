@@ -1,12 +1,13 @@
 """Benchmark 8, CPU speed: the project's training loop and inference paths against the fastest bare loop.
 
 One config (default: UNet + ResNet-18 at 128 px, batch 16, AdamW, the project's default loss and training
-settings; ``--set KEY=VALUE`` changes it for every side) on the synthetic set. The bare loops are forward + loss + backward + optimizer step on batches
-already in memory, nothing else (no augmentation, clipping, schedule or bookkeeping), on the very model,
-loss and optimizer objects the loop builds (one :class:`~trainables.loop.CrossValLoop` per variant, so
-weights, class weights and parameter groups are the loop's own). Variants combine a precision (``fp32``;
-``bf16``: autocast, fp32 master weights), ``cl`` (``channels_last`` weights) and ``compile``
-(``torch.compile``; its compile time shows in the first round's seconds).
+settings; ``--set KEY=VALUE`` changes it for every side) on the synthetic set. The bare loops are
+forward + loss + backward + optimizer step on batches already in memory, nothing else (no augmentation,
+clipping, schedule or bookkeeping), on the very model, loss and optimizer objects the loop builds (one
+:class:`~trainables.loop.CrossValLoop` per variant, so weights, class weights and parameter groups are
+the loop's own). Variants combine a precision (``fp32``; ``bf16``: autocast, fp32 master weights),
+``cl`` (``channels_last`` weights) and ``compile`` (``torch.compile``; its compile time shows in the
+first round's seconds).
 
 The product's loop runs with the project's defaults (``train.amp: auto``, ``train.channels_last: true``;
 ``--loop-set`` changes them, e.g. ``train.amp=off train.channels_last=false``, the loop's former CPU
@@ -424,11 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  auto - off per seed: {diffs}\n  fp32 seed-to-seed spread: {spread or 'n/a (one seed)'}")
 
     ratio_text = "; ".join(summary) + f"; load {machine['load_average']} -> {common.load_average()}"
-    path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)
-    print(f"recorded: {path}")
-    common.final(NAME, ratio_text)
-    return 0
+    return common.finish(NAME, COMPARED, figures, ratio_text, machine, args.out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

@@ -204,7 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ndata path alone, samples/s (median of {args.rounds} interleaved epochs):")
         print(f"  cached uint8 + batched tensor augmentation: {r['ours']:9.1f}")
         print(
-            f"  per-item PIL DataLoader, 0 workers:         {r['pil0']:9.1f}   (ours {r['ours'] / r['pil0']:.1f}x)"
+            f"  per-item PIL DataLoader, 0 workers:         {r['pil0']:9.1f}   "
+            f"(ours {r['ours'] / r['pil0']:.1f}x)"
         )
         print(
             f"  per-item PIL DataLoader, {args.workers} workers:         {r['pilw']:9.1f}   "
@@ -252,11 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "data_share_of_step": ours_data / step_s["ours"],
     }
-    path = common.record(NAME, COMPARED, figures, ratio_text, info, args.out)
-    print(f"recorded: {path}")
-    common.final(NAME, ratio_text)
-    return 0
+    return common.finish(NAME, COMPARED, figures, ratio_text, info, args.out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import banner, final, main_guard, record
+from benchmarks.common import banner, final, finish, main_guard
 
 NAME = "dedup_busi"
 COMPARED = "audit grouping (hash + same-lesion frames) vs the curation and hand-checked lists"
@@ -144,9 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{figures['hand_same_recall']:.3f}, different joined {len(figures['hand_different_joined'])}, "
         f"largest group {len(figures['largest_group'])}"
     )
-    record(NAME, COMPARED, figures, ratio, machine)
-    final(NAME, ratio)
-    return 0
+    return finish(NAME, COMPARED, figures, ratio, machine)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ from typing import Any
 from benchmarks import common
 
 NAME = "early_stopping"
-COMPARED = "ASHA vs FIFO on the quickstart space (same seed, searcher and num_samples): trial-epochs, wall time, best CV score"
+COMPARED = (
+    "ASHA vs FIFO on the quickstart space (same seed, searcher and num_samples): trial-epochs, wall time, "
+    "best CV score"
+)
 
 
 def overrides(args: argparse.Namespace, scheduler: str, seed: int) -> list[str]:
@@ -91,9 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = common.search_spec(overrides(args, "asha", args.seeds[0]))
     common.load_data(spec)  # build the synthetic set before any timing
     print(
-        f"space: benchmarks/quickstart_space.yaml ({len(spec.search.space)} parameters), {args.samples} trials, "
-        f"{args.epochs} epochs, ASHA grace {args.grace} eta {args.eta:g}, {args.cpus:g} CPU per trial, "
-        f"seeds {args.seeds}"
+        f"space: benchmarks/quickstart_space.yaml ({len(spec.search.space)} parameters), "
+        f"{args.samples} trials, {args.epochs} epochs, ASHA grace {args.grace} eta {args.eta:g}, "
+        f"{args.cpus:g} CPU per trial, seeds {args.seeds}"
     )
     per_seed: dict[int, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-es-") as tmp:
@@ -109,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             common.stop_ray()
 
     print(
-        f"\n{'seed':>4}  {'scheduler':9}  {'trial-epochs':>12}  {'wall s':>7}  {'best score':>10}  {'load':>5}"
+        f"\n{'seed':>4}  {'scheduler':9}  {'trial-epochs':>12}  {'wall s':>7}  "
+        f"{'best score':>10}  {'load':>5}"
     )
     for seed, pair in per_seed.items():
         for name in ("asha", "fifo"):
@@ -139,11 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(target >= 2.5x within 0.02: {'met' if met else 'not met'})"
     )
     figures = {"config": vars(args), "per_seed": per_seed, "target_met": met}
-    path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)
-    print(f"recorded: {path}")
-    common.final(NAME, ratio_text)
-    return 0
+    return common.finish(NAME, COMPARED, figures, ratio_text, machine, args.out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

@@ -208,9 +208,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"fraction {fraction:g} ({row['trials']} trial(s), {threads} threads each, AMP {row['amp']}): "
             f"{', '.join(f'{v:.1f}' for v in row['per_trial_images_per_s'])} images/s per trial; "
-            f"per GPU {row['per_gpu_images_per_s']:.1f} (sum), {row['per_gpu_images_per_s_wall']:.1f} (wall); "
+            f"per GPU {row['per_gpu_images_per_s']:.1f} (sum), "
+            f"{row['per_gpu_images_per_s_wall']:.1f} (wall); "
             f"peak reserved {', '.join(f'{v:.2f}' for v in row['peak_reserved_gib'])} GiB; "
-            f"slowest trial: data + model {row['build_s']:.1f} s, warm-up epoch {row['warmup_epoch_s']:.1f} s, "
+            f"slowest trial: data + model {row['build_s']:.1f} s, "
+            f"warm-up epoch {row['warmup_epoch_s']:.1f} s, "
             f"timed epoch {row['epoch_s']:.1f} s",
             flush=True,
         )
@@ -225,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ", ".join(
             f"fraction {r['fraction']:g}: {common.ratio(r['per_gpu_images_per_s'], base):.2f}x" for r in rows
         )
-        + f"; {per_trial_gib:.1f} GiB per trial -> {fit['24GB']}/{fit['40GB']}/{fit['80GB']} trials on 24/40/80 GB"
+        + f"; {per_trial_gib:.1f} GiB per trial -> "
+        f"{fit['24GB']}/{fit['40GB']}/{fit['80GB']} trials on 24/40/80 GB"
     )
     figures = {
         "config": vars(args),
@@ -237,11 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = NAME if args.amp == "auto" else f"{NAME}_amp_{args.amp}"
     name += "" if args.cudnn_benchmark else "_no_cudnn_benchmark"
     name = f"{NAME}_cpu_smoke" if args.cpu_smoke else name
-    path = common.record(name, COMPARED, figures, ratio_text, machine, args.out)
-    print(f"recorded: {path}")
+    # recorded under the variant's name (amp, cpu smoke), reported as this benchmark's RESULT line
+    print(f"recorded: {common.record(name, COMPARED, figures, ratio_text, machine, args.out)}")
     common.final(NAME, ratio_text)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

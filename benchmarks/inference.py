@@ -105,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = sorted(p for p in root.rglob("*.png") if "_mask" not in p.name)[:n_files]
         bundle, build_s = write_bundle(tmp, args.size, model_cfg)
         print(
-            f"model: {model_cfg['encoder']} + {model_cfg['decoder']} ({model_cfg.get('bottleneck', 'identity')}, "
+            f"model: {model_cfg['encoder']} + {model_cfg['decoder']} "
+            f"({model_cfg.get('bottleneck', 'identity')}, "
             f"{model_cfg.get('attention', 'none')}), bundle {bundle.stat().st_size / 2**20:.0f} MiB, "
             f"{args.size} px, {torch.get_num_threads()} threads; {args.png_size} px PNGs"
         )
@@ -152,12 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("per-image latency, s (median):")
     print(f"  reloaded per call (original): {r_med:7.2f}   ({len(reload)} calls)")
     print(
-        f"  loaded once, eager:           {e_med:7.2f}   ({len(eager)} images; {common.ratio(r_med, e_med):.2f}x faster)"
+        f"  loaded once, eager:           {e_med:7.2f}   ({len(eager)} images; "
+        f"{common.ratio(r_med, e_med):.2f}x faster)"
     )
     if compiled:
         print(
-            f"  loaded once, torch.compile:   {c_med:7.2f}   ({common.ratio(e_med, c_med):.2f}x vs eager; compile + "
-            f"first call {compile_s:.1f} s, paid back after {payback:.0f} images)"
+            f"  loaded once, torch.compile:   {c_med:7.2f}   ({common.ratio(e_med, c_med):.2f}x vs eager; "
+            f"compile + first call {compile_s:.1f} s, paid back after {payback:.0f} images)"
         )
     else:
         print("  loaded once, torch.compile:   skipped (--no-compile)")
@@ -186,11 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         + f"; folder {folder_ips:.2f} images/s"
     )
-    path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)
-    print(f"recorded: {path}")
-    common.final(NAME, ratio_text)
-    return 0
+    return common.finish(NAME, COMPARED, figures, ratio_text, machine, args.out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

@@ -97,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = common.banner(NAME, COMPARED)
     common.load_data(common.search_spec(overrides(args, "optuna", args.seeds[0])))
     print(
-        f"space: benchmarks/quickstart_space.yaml with ASHA, {args.samples} trials of up to {args.epochs} epochs, "
-        f"seeds {args.seeds}"
+        f"space: benchmarks/quickstart_space.yaml with ASHA, {args.samples} trials of up to "
+        f"{args.epochs} epochs, seeds {args.seeds}"
     )
     curves: dict[str, dict[str, list[tuple[int, float]]]] = {}
     searches: dict[str, dict[str, Any]] = {}
@@ -138,14 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio_text = (
         f"at equal trial-epochs Optuna's best score minus random's: "
         f"{', '.join(f'{d:+.4f}' for d in diffs)} (seeds {args.seeds}); "
-        f"optuna/random best-score ratio {common.ratio(sum(o for o, _ in finals), sum(r for _, r in finals)):.3f}"
+        "optuna/random best-score ratio "
+        f"{common.ratio(sum(o for o, _ in finals), sum(r for _, r in finals)):.3f}"
     )
     figures = {"config": vars(args), "searches": searches, "table": table, "curves": curves, "png": png.name}
-    path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)
-    print(f"recorded: {path}")
-    common.final(NAME, ratio_text)
-    return 0
+    return common.finish(NAME, COMPARED, figures, ratio_text, machine, args.out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

@@ -77,8 +77,8 @@ def run_levels(args: argparse.Namespace, storage: Path, device: str) -> dict[int
 def report(device: str, levels: dict[int, dict[str, Any]]) -> str:
     base = levels[min(levels)]
     print(
-        f"\n{device}: {'concurrent':>10}  {'CPU/trial':>9}  {'GPU/trial':>9}  {'wall s':>7}  {'trials/h':>8}  "
-        f"{'reached':>7}  {'actors':>6}  {'samples/s/trial':>15}  {'load':>5}"
+        f"\n{device}: {'concurrent':>10}  {'CPU/trial':>9}  {'GPU/trial':>9}  {'wall s':>7}  "
+        f"{'trials/h':>8}  {'reached':>7}  {'actors':>6}  {'samples/s/trial':>15}  {'load':>5}"
     )
     for level, r in levels.items():
         print(
@@ -127,11 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": vars(args),
         "levels": {d: {str(k): v for k, v in r.items()} for d, r in results.items()},
     }
-    path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)
-    print(f"recorded: {path}")
-    common.final(NAME, ratio_text)
-    return 0
+    return common.finish(NAME, COMPARED, figures, ratio_text, machine, args.out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

@@ -133,13 +133,12 @@ def run_trials(spec: Any, dataset: Any, splits: dict, storage: Path) -> list[dic
 
     from search.space import space_from_spec
     from search.tuner import build_tuner, location
-    from trainables.spec import spec_to_dict
-    from trainables.trainable import SPEC_SECTIONS
+    from trainables.spec import spec_to_dict, trial_spec_dict
 
     marks = storage / "marks"
     marks.mkdir(parents=True, exist_ok=True)
     space = space_from_spec(spec)
-    base = {k: v for k, v in spec_to_dict(spec).items() if k in SPEC_SECTIONS}
+    base = trial_spec_dict(spec_to_dict(spec), {})
     fn = tune.with_parameters(
         timed_train_trial,
         base_spec=base,
@@ -212,8 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     common.bench_env()
     from trainables.data.splits import split_indices
-    from trainables.spec import spec_to_dict
-    from trainables.trainable import trial_spec
+    from trainables.spec import spec_to_dict, trial_spec
 
     machine = common.banner(NAME, COMPARED)
     spec = common.search_spec(overrides(args))
@@ -244,7 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cold, warm = trials[0], trials[-1]
     print("\ntraining samples/s (loop's own measure, epochs 2.., median):")
     print(
-        f"  bare loop:   {bare_sps:8.1f}   (runs before/after: {[round(steady(b['epochs'], 'samples_per_s'), 1) for b in bare]})"
+        f"  bare loop:   {bare_sps:8.1f}   (runs before/after: "
+        f"{[round(steady(b['epochs'], 'samples_per_s'), 1) for b in bare]})"
     )
     print(f"  Tune trial:  {trial_sps:8.1f}   (trial / bare = {common.ratio(trial_sps, bare_sps):.1%})")
     print("epoch wall time, s (bare: step(); trial: report to report, incl. checkpoint):")
@@ -252,7 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"  Tune trial:  {trial_wall:8.2f}   (bare / trial = {common.ratio(bare_wall, trial_wall):.1%})")
     print("start -> first optimizer step, s:")
     print(
-        f"  bare loop (build {common.median([b['build_s'] for b in bare]):.2f}):        {common.median([b['first_step_s'] for b in bare]):6.2f}"
+        f"  bare loop (build {common.median([b['build_s'] for b in bare]):.2f}):        "
+        f"{common.median([b['first_step_s'] for b in bare]):6.2f}"
     )
     for label, t in (("cold trial (new actor)", cold), ("warm trial (reused actor)", warm)):
         print(
@@ -263,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio_text = (
         f"trial reaches {common.ratio(trial_sps, bare_sps):.1%} of the bare loop's samples/s "
         f"({trial_sps:.1f} vs {bare_sps:.1f}; epoch wall {common.ratio(bare_wall, trial_wall):.1%}); "
-        f"start -> first step {cold['start_to_first_step_s']:.1f} s cold, {warm['start_to_first_step_s']:.1f} s warm"
+        f"start -> first step {cold['start_to_first_step_s']:.1f} s cold, "
+        f"{warm['start_to_first_step_s']:.1f} s warm"
     )
     figures = {
         "config": vars(args),
@@ -278,11 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cold_start_to_first_step_s": cold["start_to_first_step_s"],
         "warm_start_to_first_step_s": warm["start_to_first_step_s"],
     }
-    path = common.record(NAME, COMPARED, figures, ratio_text, machine, args.out)
-    print(f"recorded: {path}")
-    common.final(NAME, ratio_text)
-    return 0
+    return common.finish(NAME, COMPARED, figures, ratio_text, machine, args.out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main_guard(main))

@@ -2,7 +2,8 @@
 assembled by :func:`build_model` into one joint segmentation + classification network.
 
 Exports load lazily (PEP 562), so ``import model_zoo.config`` (spec validation, ``launch.py audit``) does not
-pay for importing torch, timm and smp; ``model_zoo.<name>`` imports the owning module, which fills its registry.
+pay for importing torch, timm and smp; ``model_zoo.<name>`` imports the owning module, which fills its
+registry.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ _EXPORTS = {
     "check_encoder_name": "encoders",
     "check_input_shape": "network",
     "load_bundle": "bundle",
-    "model_config_from_dict": "build",
+    "model_config_from_dict": "convert",
     "save_bundle": "bundle",
 }
 

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 
 from model_zoo.config import ModelConfig
+from model_zoo.errors import UserError
+from model_zoo.files import replace_atomically
 from model_zoo.network import JointNet
 
 BUNDLE_KIND = "bus-search/joint-net"
@@ -38,7 +40,7 @@ MAX_INPUT_SIZE = 8192  # working size bound for meta sizes: far above any ultras
 RESIZE_MODES = ("letterbox", "stretch")
 
 
-class BundleError(ValueError):
+class BundleError(UserError, ValueError):
     """A file that is not a readable model bundle of a compatible format."""
 
 
@@ -59,7 +61,8 @@ def save_bundle(
     meta: Mapping[str, Any] | None = None,
     mode: int = BUNDLE_MODE,
 ) -> Path:
-    """Write ``model`` and ``meta`` (JSON-serialisable: class_names, input_size, preprocessing, ...) to ``path``.
+    """Write ``model`` and ``meta`` (JSON-serialisable: class_names, input_size, preprocessing, ...) to
+    ``path``.
 
     The input normalisation and the model's class names are added to ``meta``, which is checked as
     :func:`load_bundle` will check it, so a written bundle always loads. The file is written to a temporary
@@ -98,13 +101,12 @@ def save_bundle(
         "model_config": json.dumps(model.config_dict(), sort_keys=True),
         "meta": meta_json,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(model, str(tmp), metadata=header)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
-    return path
+
+    def write(tmp: Path) -> None:
+        save_model(model, str(tmp), metadata=header)
+        os.chmod(tmp, mode)
+
+    return replace_atomically(path, write)
 
 
 def _kind(value: Any) -> str:

@@ -1,4 +1,5 @@
-"""``launch.py models`` (list registered components, describe a spec's model) and ``launch.py fetch-weights``."""
+"""``launch.py models`` (list registered components, describe a spec's model) and
+``launch.py fetch-weights``."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def _print_listing(info: dict[str, Any]) -> None:
         print(f"  {name:14s} {d['help']}")
         print(f"  {'':14s}   options: {', '.join(f'{k}={v!r}' for k, v in d['options'].items()) or '-'}")
     print(
-        f"decoder attention (model.decoder_attention, unet/unetplusplus): {', '.join(info['decoder_attentions'])}"
+        "decoder attention (model.decoder_attention, unet/unetplusplus): "
+        f"{', '.join(info['decoder_attentions'])}"
     )
     for title, key in (
         ("bottlenecks", "bottlenecks"),
@@ -72,7 +74,8 @@ def _print_listing(info: dict[str, Any]) -> None:
 
 def _print_description(d: dict[str, Any]) -> None:
     print(
-        f"{d['encoder']} + {d['bottleneck']} + {d['attention']} + {d['decoder']} (latent aug: {d['latent_aug']})"
+        f"{d['encoder']} + {d['bottleneck']} + {d['attention']} + {d['decoder']} "
+        f"(latent aug: {d['latent_aug']})"
     )
     print(f"  parameters: {d['params']['total']:,} ({d['params']['trainable']:,} trainable)")
     for part, n in d["params"]["by_part"].items():
@@ -104,6 +107,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         try:
             info = describe(data["model"], image_size=args.size)
         except (UnknownComponentError, ValueError, FileNotFoundError) as exc:
+            # the model zoo checks a config as a library does, with ValueError: said here with the file
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 2
         if args.json:

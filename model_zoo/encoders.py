@@ -226,9 +226,9 @@ def build_encoder(
     if name.startswith("tv-"):
         if output_stride != 32:
             raise ValueError(
-                f"encoder {name!r} cannot be dilated, but the decoder asks for output stride {output_stride}: "
-                "set model.decoder_options.encoder_output_stride: 32 where the decoder allows it (pan), "
-                "or use an smp / tu- encoder"
+                f"encoder {name!r} cannot be dilated, but the decoder asks for output stride "
+                f"{output_stride}: set model.decoder_options.encoder_output_stride: 32 where the decoder "
+                "allows it (pan), or use an smp / tu- encoder"
             )
         state = None
         if named:

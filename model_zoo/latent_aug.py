@@ -141,4 +141,7 @@ class LatentAugmentation(nn.Module):
 
     def extra_repr(self) -> str:
         targets = "auto" if self.auto else ",".join(self.targets())
-        return f"mode={self.mode}, sigma={self.sigma}, alpha={self.alpha}, k={self.multiplier}, targets={targets}"
+        return (
+            f"mode={self.mode}, sigma={self.sigma}, alpha={self.alpha}, k={self.multiplier}, "
+            f"targets={targets}"
+        )

@@ -214,7 +214,8 @@ def weighted_ce(cfg: LossConfig, class_weights: torch.Tensor | None) -> nn.Modul
     """Class-weighted cross-entropy (weights from the training fold), optional label smoothing."""
     if class_weights is None:
         raise ValueError(
-            "train.loss.cls='weighted_ce' needs class weights: pass class_weights_from_counts(<training fold counts>)"
+            "train.loss.cls='weighted_ce' needs class weights: pass "
+            "class_weights_from_counts(<training fold counts>)"
         )
     return ClassificationLoss(class_weights, cfg.label_smoothing)
 

@@ -27,13 +27,15 @@ from torch import nn
 from model_zoo.attention import ATTENTIONS
 from model_zoo.bottleneck import BOTTLENECKS
 from model_zoo.config import ModelConfig
+from model_zoo.convert import model_config_from_dict
 from model_zoo.decoders import decoder_spec
 from model_zoo.encoders import build_encoder, encoder_normalisation, min_input_size
+from model_zoo.errors import UserError
 from model_zoo.heads import ClassificationHead, GlobalPool, SegmentationHead
 from model_zoo.latent_aug import LatentAugmentation
 
 
-class InputShapeError(ValueError):
+class InputShapeError(UserError, ValueError):
     """The input size does not fit the encoder/decoder; the message says what to pad to."""
 
 
@@ -84,8 +86,6 @@ def input_requirements(cfg_or_model: ModelConfig | dict | nn.Module) -> tuple[in
     """``(divisor, min_size)``: H and W must be multiples of ``divisor`` and at least ``min_size``."""
     if isinstance(cfg_or_model, JointNet):
         return cfg_or_model.input_divisor, cfg_or_model.min_input_size
-    from model_zoo.build import model_config_from_dict
-
     cfg = cfg_or_model if isinstance(cfg_or_model, ModelConfig) else model_config_from_dict(cfg_or_model)
     spec = decoder_spec(cfg.decoder, cfg.decoder_options, cfg.decoder_attention, cfg.encoder_depth)
     divisor = spec.input_divisor(min(spec.encoder_output_stride(), 2**cfg.encoder_depth))

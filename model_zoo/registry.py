@@ -12,10 +12,12 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from model_zoo.errors import UserError
+
 T = TypeVar("T", bound=Callable[..., Any])
 
 
-class UnknownComponentError(KeyError, ValueError):
+class UnknownComponentError(UserError, KeyError, ValueError):
     """An unregistered name was asked for; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError would otherwise print the repr of the message

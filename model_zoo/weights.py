@@ -29,10 +29,12 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from model_zoo.errors import UserError
+
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
-class MissingWeightsError(FileNotFoundError):
+class MissingWeightsError(UserError, FileNotFoundError):
     """Pretrained weights were asked for but are not in the local cache."""
 
 
@@ -152,7 +154,8 @@ def sources(encoder: str, weights: str = "imagenet") -> list[CachedFile]:
     settings = smp_encoders[encoder]["pretrained_settings"]
     if weights not in settings:
         raise ValueError(
-            f"encoder {encoder!r} has no weights named {weights!r}; valid: {', '.join(settings)}, null or a file path"
+            f"encoder {encoder!r} has no weights named {weights!r}; valid: {', '.join(settings)}, "
+            "null or a file path"
         )
     repo, rev = settings[weights]["repo_id"], settings[weights]["revision"]
     return [
@@ -197,9 +200,9 @@ def require_cached(encoder: str, weights: str = "imagenet") -> list[Path]:
     missing = [f.describe() for f, p in zip(files, found) if p is None]
     if missing:
         raise MissingWeightsError(
-            f"encoder {encoder!r} with encoder_weights={weights!r}: pretrained weights are not in the local cache "
-            f"(builds never download). Missing: {'; '.join(missing)}. On a machine with internet run "
-            f"`python launch.py fetch-weights {encoder}"
+            f"encoder {encoder!r} with encoder_weights={weights!r}: pretrained weights are not in the "
+            f"local cache (builds never download). Missing: {'; '.join(missing)}. On a machine with "
+            f"internet run `python launch.py fetch-weights {encoder}"
             f"{'' if weights == 'imagenet' else f' --weights {weights}'}` and copy the caches "
             f"($HF_HUB_CACHE, $TORCH_HOME/hub) here, or set encoder_weights: null to train from scratch."
         )

@@ -9,6 +9,7 @@ best is monotone in the epochs, so what Optuna learns from a stopped trial is th
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 from search.config import SearchSpec, max_epochs_of
@@ -37,8 +38,27 @@ def optuna_sampler(spec: SearchSpec) -> Any:
     return optuna.samplers.NSGAIISampler(seed=s.seed)
 
 
-def build_searcher(spec: SearchSpec, space: Space) -> Any:
-    """OptunaSearch (define-by-run) or Tune's BasicVariantGenerator for random / grid."""
+def optuna_storage(journal: str | Path | None) -> Any:
+    """The Optuna study's storage: a journal file (``optuna.journal`` in the experiment folder) where one
+    is given, else None (in memory).
+
+    A journal is appended to as trials report, so the study survives a driver kill, works on shared file
+    systems (file locks, no database server), and ``optuna-dashboard runs/<name>/optuna.journal`` shows the
+    search live and afterwards. ``resume`` continues the same study: Tune restores the pickled searcher,
+    which holds this storage.
+    """
+    if journal is None:
+        return None
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    Path(journal).parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(journal)))
+
+
+def build_searcher(spec: SearchSpec, space: Space, journal: str | Path | None = None) -> Any:
+    """OptunaSearch (define-by-run; its study in ``journal`` if given, see :func:`optuna_storage`) or
+    Tune's BasicVariantGenerator for random / grid."""
     s = spec.search
     points = [dict(p) for p in s.points_to_evaluate]
     if s.algorithm == "optuna":
@@ -54,6 +74,8 @@ def build_searcher(spec: SearchSpec, space: Space) -> Any:
             mode=s.modes if multi else s.modes[0],
             points_to_evaluate=enqueued or None,
             sampler=optuna_sampler(spec),
+            study_name=spec.name,
+            storage=optuna_storage(journal),
         )
     from ray.tune.search.basic_variant import BasicVariantGenerator
 

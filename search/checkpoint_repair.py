@@ -9,20 +9,20 @@ points each such trial at its newest checkpoint that exists, with the metrics Tu
 the trial's ``result.json``), or at none (the trial starts again). The original file is kept beside it.
 
 Only local experiment folders are repaired. Each trial's run metadata is read and written with Tune's
-own functions, the ones ``Tuner.restore`` uses on the same file (Ray 2.60; a state they cannot read is
-left untouched with a warning).
+own functions, the ones ``Tuner.restore`` uses on the same file (through :mod:`search.ray_compat`, which
+holds every private Ray API the project uses; a state they cannot read is left untouched with a warning).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import warnings
 from pathlib import Path
 from typing import Any
 
-STATE_GLOB = "experiment_state-*.json"
+from model_zoo.files import write_text_atomic
+from search import ray_compat
 
 
 def _result_rows(trial_dir: Path) -> dict[str, dict[str, Any]]:
@@ -66,65 +66,60 @@ def _repair_manager(manager: Any, trial_dir: Path) -> str | None:
     def exists(result: Any) -> bool:
         return (trial_dir / Path(result.checkpoint.path).name).is_dir()
 
-    latest = manager._latest_checkpoint_result
+    latest = ray_compat.latest_checkpoint_result(manager)
     if latest is None or exists(latest):
         return None
     gone = Path(latest.checkpoint.path).name
-    kept = [r for r in manager._checkpoint_results if exists(r)]
+    kept = [r for r in ray_compat.checkpoint_results(manager) if exists(r)]
     newest = _newest_existing(trial_dir)
     if newest is None:
-        manager._checkpoint_results = kept
-        manager._latest_checkpoint_result = kept[-1] if kept else None
+        ray_compat.set_checkpoint_results(manager, kept, latest=kept[-1] if kept else None)
         what = Path(kept[-1].checkpoint.path).name if kept else "no checkpoint: the trial starts again"
         return f"{gone} is gone -> {what}"
     path, row = newest
     recorded = str(Path(latest.checkpoint.path).with_name(path.name))
-    # the classes of the recorded objects (Ray's internal training result and its checkpoint class)
-    checkpoint = type(latest.checkpoint)(recorded, filesystem=latest.checkpoint.filesystem)
-    result = type(latest)(checkpoint, row)
+    result = ray_compat.checkpoint_result_like(latest, recorded, row)
     if all(Path(r.checkpoint.path).name != path.name for r in kept):
         kept.append(result)
-    manager._checkpoint_results = kept
-    manager._latest_checkpoint_result = result
+    ray_compat.set_checkpoint_results(manager, kept, latest=result)
     return f"{gone} is gone -> {path.name} (epoch {row.get('epoch', '?')})"
 
 
 def repair_checkpoint_refs(exp_dir: str | Path) -> list[str]:
     """Repair the newest experiment state of ``exp_dir`` (see the module docstring); one line per trial
     repaired (empty when the state names only checkpoints that exist)."""
-    from ray.tune.trainable.metadata import _TrainingRunMetadata
-
     exp = Path(exp_dir)
-    states = sorted(exp.glob(STATE_GLOB))
-    if not states:
+    state_path = ray_compat.newest_experiment_state(exp)  # the one Tune restores
+    if state_path is None:
         return []
-    state_path = states[-1]  # the one Tune restores (newest by its timestamped name)
     try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-        trial_data = state["trial_data"]
+        state = ray_compat.load_experiment_state(state_path)
     except (ValueError, KeyError, TypeError) as exc:
         warnings.warn(f"{state_path}: unreadable experiment state ({exc}); not repaired", stacklevel=2)
         return []
+    try:
+        trials = ray_compat.trial_records(state)  # plain JSON: each trial's folder and id
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        warnings.warn(f"{state_path}: unknown trial state format ({exc}); not repaired", stacklevel=2)
+        return []
     notes: list[str] = []
-    for entry in trial_data:
+    for index, trial in enumerate(trials):
         try:
-            trial = json.loads(entry[0])  # plain JSON: the trial's folder and id
             # Tune's own reader of this file (what Tuner.restore runs on it next)
-            metadata = _TrainingRunMetadata.from_json_state(entry[1])
-            note = _repair_manager(metadata.checkpoint_manager, exp / str(trial["relative_logdir"]))
+            metadata = ray_compat.run_metadata(state, index)
+            if not trial["relative_logdir"]:
+                raise ValueError(f"trial {trial['trial_id']} has no relative_logdir")
+            note = _repair_manager(metadata.checkpoint_manager, exp / trial["relative_logdir"])
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             warnings.warn(f"{state_path}: unknown trial state format ({exc}); not repaired", stacklevel=2)
             return []
         if note is None:
             continue
-        metadata.invalidate_cache()
-        entry[1] = metadata.get_json_state()
-        notes.append(f"trial {trial.get('trial_id', '?')}: {note}")
+        ray_compat.put_run_metadata(state, index, metadata)
+        notes.append(f"trial {trial['trial_id']}: {note}")
     if notes:
         backup = state_path.with_name(state_path.name + ".before-repair")
         if not backup.exists():
             shutil.copy2(state_path, backup)
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(tmp, state_path)
+        write_text_atomic(state_path, json.dumps(state))
     return notes

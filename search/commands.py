@@ -9,41 +9,28 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from search.failures import FatalTrialError, WandbLoginError
-from trainables.data.errors import DataError
-from trainables.schema import SpecError
 
 if TYPE_CHECKING:
     from search.config import SearchSpec
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
-    overrides = list(getattr(args, "overrides", None) or [])
-    data = getattr(args, "data", None)
-    if data:
-        overrides.append(f"data.root={Path(data).expanduser().resolve()}")
-    return overrides
-
-
 def _load(args: argparse.Namespace) -> SearchSpec:
     from search.config import load_search_spec
     from search.space import absolute_weight_paths
+    from trainables.spec import with_data_root
 
-    spec = load_search_spec(args.spec, _overrides(args))
-    if spec.data.root is not None and not Path(spec.data.root).is_absolute():
-        # The saved spec.yaml must work from any folder (resume, analysis).
-        spec.data.root = str(Path(spec.data.root).expanduser().resolve())
+    spec = load_search_spec(args.spec, list(getattr(args, "overrides", None) or []))
+    root = getattr(args, "data", None) or spec.data.root
+    if root is not None:
+        spec = with_data_root(spec, root)  # absolute: the saved spec.yaml works from any folder
     absolute_weight_paths(spec)  # trials run in their own folders: weight files by absolute path
     return spec
 
 
-def _fail(exc: Exception) -> int:
-    source = getattr(exc, "source", None)
-    print(f"error in {source}:\n{exc}" if source else f"error: {exc}", file=sys.stderr)
-    return 2
+def _verbose(args: argparse.Namespace) -> bool | None:
+    """``--verbose``: True; else None (``BUS_VERBOSE`` decides, quiet when unset)."""
+    return True if getattr(args, "verbose", False) else None
 
 
 def _summary(results: Any) -> int:
@@ -57,44 +44,33 @@ def _summary(results: Any) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Validate the spec (space included) before Ray starts, then run or continue the search."""
-    from search.resources import ResourceError
-    from search.tuner import ExperimentError, run_search
+    from search.tuner import run_search
 
-    try:
-        spec = _load(args)
-        results = run_search(
-            spec,
-            storage=getattr(args, "storage", None),
-            name=getattr(args, "name", None),
-            address=getattr(args, "address", None),
-            resume=bool(getattr(args, "resume", False)),
-            overwrite=bool(getattr(args, "overwrite", False)),
-        )
-    except (SpecError, DataError, ExperimentError, ResourceError, FatalTrialError, WandbLoginError) as exc:
-        return _fail(exc)
+    results = run_search(
+        _load(args),
+        storage=getattr(args, "storage", None),
+        name=getattr(args, "name", None),
+        address=getattr(args, "address", None),
+        resume=bool(getattr(args, "resume", False)),
+        overwrite=bool(getattr(args, "overwrite", False)),
+        verbose=_verbose(args),
+    )
     return _summary(results)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Continue an interrupted experiment from its folder."""
-    from search.resources import ResourceError
-    from search.tuner import ExperimentError, restore_search
+    from search.tuner import restore_search
 
-    try:
-        results = restore_search(args.exp_dir, address=getattr(args, "address", None))
-    except (SpecError, DataError, ExperimentError, ResourceError, FatalTrialError, WandbLoginError) as exc:
-        return _fail(exc)
-    return _summary(results)
+    return _summary(
+        restore_search(args.exp_dir, address=getattr(args, "address", None), verbose=_verbose(args))
+    )
 
 
 def cmd_wandb_sweep(args: argparse.Namespace) -> int:
     """Write the spec's space as a W&B sweep config."""
     from search.sweep import write_sweep
 
-    try:
-        spec = _load(args)
-    except SpecError as exc:
-        return _fail(exc)
-    out = write_sweep(spec, args.spec, args.out)
+    out = write_sweep(_load(args), args.spec, args.out)
     print(f"wrote {out}; start it with: wandb sweep {out}", file=sys.stderr)
     return 0

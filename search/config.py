@@ -215,7 +215,8 @@ def search_errors(spec: SearchSpec) -> list[str]:
         errors = space_errors(spec)
     if not s.space:
         errors.append(
-            "search.space: empty; name at least one field to search, e.g. train.lr: {loguniform: [1.0e-5, 1.0e-3]}"
+            "search.space: empty; name at least one field to search, "
+            "e.g. train.lr: {loguniform: [1.0e-5, 1.0e-3]}"
         )
     if errors:
         return errors
@@ -314,5 +315,6 @@ def scheduler_milestones(spec: SearchSpec, space: Any = None) -> tuple[int, ...]
 
 
 def load_search_spec(path: str | Path, overrides: Sequence[str] = ()) -> SearchSpec:
-    """Read, override and validate a search spec (space included); raise ``SpecError`` listing every problem."""
+    """Read, override and validate a search spec (space included); raise ``SpecError`` listing every
+    problem."""
     return load_spec(path, overrides, spec_cls=SearchSpec)

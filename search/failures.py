@@ -17,12 +17,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-
-class FatalTrialError(RuntimeError):
-    """A trial failed with an error that a retry would repeat; the search was stopped."""
+from model_zoo.errors import UserError
 
 
-class WandbLoginError(RuntimeError):
+class FatalTrialError(UserError, RuntimeError):
+    """A trial failed with an error that a retry would repeat (missing weights, unusable data); the search
+    was stopped (exit 2: the input needs fixing)."""
+
+
+class WandbLoginError(UserError, RuntimeError):
     """W&B is online but the node that runs the W&B logging actors has no W&B credentials."""
 
 
@@ -36,18 +39,15 @@ def fatal_errors() -> tuple[type[BaseException], ...]:
 
 def trial_exception(trial: Any) -> tuple[BaseException | None, str]:
     """``(exception, where)`` of a trial's last failure, read from the file Tune has just written on this
-    (driver) machine and unwrapped from Ray's ``RayTaskError`` (``where``: its first line, with the worker's
-    pid and node ip); ``(None, "")`` when Tune kept none."""
-    import ray.cloudpickle as pickle  # the file Tune itself wrote on this driver during this run
+    (driver) machine (:func:`search.ray_compat.read_trial_error`) and unwrapped from Ray's ``RayTaskError``
+    (``where``: its first line, with the worker's pid and node ip); ``(None, "")`` when Tune kept none or
+    it cannot be read (left to Tune's retries)."""
     from ray.exceptions import RayTaskError
 
-    path = trial.pickled_error_file
-    if not path:
-        return None, ""
-    try:
-        with open(path, "rb") as f:
-            error = pickle.load(f)
-    except Exception:  # unreadable (or not unpicklable here): left to Tune's retries
+    from search.ray_compat import read_trial_error
+
+    error = read_trial_error(trial)
+    if error is None:
         return None, ""
     if isinstance(error, RayTaskError):
         first = (str(error).splitlines() or [""])[0]
@@ -83,8 +83,14 @@ def fatal_cause(exc: BaseException) -> FatalTrialError | None:
 
 def stop_on_fatal_error() -> Any:
     """A Tune callback that runs :func:`check_trial_error` at a trial's failure: before Tune's retry
-    (``on_trial_recover``) or after its last one (``on_trial_error``)."""
+    (``on_trial_recover``) or after its last one (``on_trial_error``). On a Ray version other than the
+    tested one it raises :class:`search.ray_compat.RayVersionError` now, before the search starts, rather
+    than at the first failure."""
     from ray import tune
+
+    from search.ray_compat import FEATURE_TRIAL_ERROR, require_tested_ray
+
+    require_tested_ray(FEATURE_TRIAL_ERROR)
 
     class StopOnFatalTrialError(tune.Callback):
         def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from model_zoo.errors import UserError
 from search.config import ResourcesConfig
 
 
-class ResourceError(RuntimeError):
+class ResourceError(UserError, RuntimeError):
     """A per-trial resource request that no node of the cluster can ever satisfy."""
 
 
@@ -50,21 +51,10 @@ def cluster_node_shapes() -> list[dict[str, float]]:
     """Total resources of each alive node, plus each node type an autoscaler may still launch."""
     import ray
 
-    shapes = [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-    shapes.extend(_autoscaler_node_types())
-    return shapes
+    from search.ray_compat import autoscaler_node_types
 
-
-def _autoscaler_node_types() -> list[dict[str, float]]:
-    try:
-        from ray._private.state import state
-
-        config = state.get_cluster_config()
-    except Exception:  # no autoscaler config published (a plain local Ray): alive nodes only
-        return []
-    if config is None:
-        return []
-    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
+    launchable = autoscaler_node_types()  # first: on an untested Ray it stops here, before Ray is asked
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")] + launchable
 
 
 def check_feasible(cfg: ResourcesConfig, shapes: Iterable[Mapping[str, float]] | None = None) -> None:

@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from search import console
 from search.checkpoint_repair import repair_checkpoint_refs
-from search.config import SearchSpec, load_search_spec, scheduler_milestones
+from search.config import SearchSpec, load_search_spec, max_epochs_of, scheduler_milestones
+from search.errors import ExperimentError
 from search.space import Space, check_weights, space_from_spec
+from trainables.data.run_data import data_summary, load_run_data
 from trainables.schema import SpecError
 from trainables.spec import check_name, dump_spec, spec_to_dict
 
@@ -34,11 +37,8 @@ SPLITS_FILE = "splits.json"
 DATA_FILE = "data.json"
 TUNE_STATE_FILE = "tuner.pkl"  # written by Tune when the Tuner is built (what Tuner.can_restore looks for)
 DEFAULT_STORAGE = "runs"
+OPTUNA_JOURNAL = "optuna.journal"  # the Optuna study of an optuna search (search.algorithms.optuna_storage)
 REPLACED_TAG = ".replaced-"
-
-
-class ExperimentError(RuntimeError):
-    """The experiment folder is in a state that does not allow the requested action."""
 
 
 @dataclass(frozen=True)
@@ -101,9 +101,9 @@ class Location:
 
     def is_experiment(self) -> bool:
         """Whether the folder is an experiment of this tool: its ``spec.yaml`` beside Tune's state, or
-        nothing but the files :func:`write_experiment_files` writes before Tune starts."""
+        nothing but the files written before Tune starts (:func:`write_experiment_files`, the journal)."""
         names = self.names()
-        own = {SPEC_FILE, SPLITS_FILE, DATA_FILE}
+        own = {SPEC_FILE, SPLITS_FILE, DATA_FILE, OPTUNA_JOURNAL}
         return SPEC_FILE in names and (TUNE_STATE_FILE in names or names <= own)
 
 
@@ -131,29 +131,6 @@ def location_of(exp_dir: str) -> Location:
 
 
 # ------------------------------------------------------------------------------------------- data
-
-
-def load_data(spec: SearchSpec) -> tuple[Any, dict]:
-    """The cached dataset and the splits every trial uses (``data.splits`` if given, else made)."""
-    from trainables.data.cache import load_dataset
-    from trainables.data.splits import resolve_splits
-
-    dataset = load_dataset(spec.data)
-    return dataset, resolve_splits(spec.data, dataset)
-
-
-def data_summary(dataset: Any) -> dict[str, Any]:
-    """``data.json``: what the trials trained on (fingerprint, classes, sizes, audit)."""
-    return {
-        "fingerprint": dataset.fingerprint,
-        "root": dataset.root,
-        "n_images": len(dataset),
-        "image_size": dataset.image_size,
-        "resize": dataset.resize,
-        "class_names": list(dataset.class_names),
-        "class_counts": [int(c) for c in dataset.class_counts()],
-        "audit": dataset.audit,
-    }
 
 
 def write_experiment_files(loc: Location, spec: SearchSpec, dataset: Any, splits: dict) -> None:
@@ -290,14 +267,21 @@ def local_runtime_env(env: dict[str, str] | None = None) -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": path, **(env or {})}}
 
 
+def optuna_journal(loc: Location) -> Path | None:
+    """The experiment's Optuna journal (``optuna.journal``), for a folder on this machine or a shared
+    mount; None for object storage (s3://, gs://), where a journal cannot be appended to."""
+    return None if loc.is_uri else Path(loc.path) / OPTUNA_JOURNAL
+
+
 def make_trainable(spec: SearchSpec, space: Space, dataset: Any, splits: dict) -> Any:
     """``with_resources(with_parameters(train_trial, data in the object store once, checkpoint
     parameters), {cpu, gpu})``."""
     from ray import tune
 
-    from trainables.trainable import SPEC_SECTIONS, train_trial
+    from trainables.spec import trial_spec_dict
+    from trainables.trainable import train_trial
 
-    base = {k: v for k, v in spec_to_dict(spec).items() if k in SPEC_SECTIONS}
+    base = trial_spec_dict(spec_to_dict(spec), {})
     fn = tune.with_parameters(
         train_trial,
         base_spec=base,
@@ -305,6 +289,7 @@ def make_trainable(spec: SearchSpec, space: Space, dataset: Any, splits: dict) -
         dataset=dataset,
         splits=splits,
         **checkpoint_parameters(spec, space),
+        verbose=console.is_verbose(),
     )
     return tune.with_resources(fn, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
@@ -334,17 +319,18 @@ def build_tuner(
     from search.failures import stop_on_fatal_error
     from search.progress import build_reporter
     from search.wandb_setup import build_wandb_callback
-    from trainables.spec import flatten
+    from trainables.spec import Spec, flatten, spec_sections
 
     metric, mode = algorithms.tune_metric_mode(spec)
     total = algorithms.num_samples(spec, space)
-    base_flat = {k: v for k, v in flatten(spec).items() if k.split(".")[0] in ("data", "model", "train")}
+    sections = set(spec_sections(Spec)) - {"name"}  # the run's name is W&B's own field
+    base_flat = {k: v for k, v in flatten(spec).items() if k.split(".")[0] in sections}
     callback = build_wandb_callback(spec.wandb, loc.name, base_flat, space.resolve)
     return tune.Tuner(
         trainable,
         param_space=algorithms.param_space(spec, space),
         tune_config=tune.TuneConfig(
-            search_alg=algorithms.build_searcher(spec, space),
+            search_alg=algorithms.build_searcher(spec, space, optuna_journal(loc)),
             scheduler=algorithms.build_scheduler(spec, space),
             metric=metric,
             mode=mode,
@@ -357,11 +343,16 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=loc.name,
             storage_path=loc.storage,
-            callbacks=[*([callback] if callback else []), stop_on_fatal_error(), *callbacks],
+            callbacks=[
+                *([callback] if callback else []),
+                stop_on_fatal_error(),
+                console.trial_lines_callback(max_epochs_of(spec, space), metric),
+                *callbacks,
+            ],
             failure_config=tune.FailureConfig(max_failures=spec.failure.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint.num_to_keep),
             progress_reporter=build_reporter(spec, space, total),
-            verbose=1,
+            verbose=2 if console.is_verbose() else 1,
         ),
     )
 
@@ -399,10 +390,13 @@ def run_search(
     resume: bool = False,
     overwrite: bool = False,
     callbacks: Sequence[Any] = (),
+    verbose: bool | None = None,
 ) -> Any:
-    """Run (or, with ``resume``, continue) the search of ``spec``; return Tune's ResultGrid."""
+    """Run (or, with ``resume``, continue) the search of ``spec``; return Tune's ResultGrid. ``verbose``:
+    Ray's full output (None: as ``BUS_VERBOSE`` says; see :mod:`search.console`)."""
     from search.resources import check_feasible
 
+    console.configure(console.is_verbose() if verbose is None else verbose)
     if resume and overwrite:
         raise ExperimentError("give --resume or --overwrite, not both")
     loc = location(storage, name or spec.name)
@@ -420,13 +414,14 @@ def run_search(
         raise ExperimentError(f"--resume: {loc.path} does not exist; nothing to resume")
     if address and not loc.is_uri:
         print(
-            f"note: trials on other nodes write checkpoints to {loc.storage}; on a multi-node cluster it must be "
+            f"note: trials on other nodes write checkpoints to {loc.storage}; "
+            "on a multi-node cluster it must be "
             "shared storage (NFS, or --storage s3://... / gs://...)",
             file=sys.stderr,
         )
     space = space_from_spec(spec)
     check_weights(spec, space)  # every encoder the space can draw, before anything is started or moved
-    dataset, splits = load_data(spec)
+    dataset, splits = load_run_data(spec.data)  # data.splits if given, else made from the seed
     init_ray(address)
     check_feasible(spec.resources)
     if not exists:
@@ -446,9 +441,10 @@ def run_search(
     return results
 
 
-def restore_search(exp_dir: str, address: str | None = None) -> Any:
+def restore_search(exp_dir: str, address: str | None = None, verbose: bool | None = None) -> Any:
     """Continue an experiment from its folder: finished trials stay, unfinished and errored ones resume
     from their last checkpoint, and the searcher's state is kept (``Tuner.restore``)."""
+    console.configure(console.is_verbose() if verbose is None else verbose)
     loc = location_of(exp_dir)
     spec, splits, data = read_experiment(loc)
     from ray import tune
@@ -463,14 +459,8 @@ def restore_search(exp_dir: str, address: str | None = None) -> Any:
         )
     space = space_from_spec(spec)
     check_weights(spec, space)
-    from trainables.data.cache import load_dataset
-
-    dataset = load_dataset(spec.data)
-    if dataset.fingerprint != data["fingerprint"]:
-        raise ExperimentError(
-            f"{loc.path}: the data changed since the experiment started (fingerprint {dataset.fingerprint} "
-            f"!= {data['fingerprint']} in {DATA_FILE}); resuming would mix datasets"
-        )
+    hint = f"{loc.path} recorded that fingerprint in {DATA_FILE}; resuming would mix datasets"
+    dataset, splits = load_run_data(spec.data, splits, data["fingerprint"], hint=hint)
     for note in [] if loc.is_uri else repair_checkpoint_refs(loc.path):
         print(f"resume: repaired the experiment state: {note}", flush=True)
     init_ray(address)

@@ -1,4 +1,6 @@
-"""Weights & Biases for a search (imports Ray and wandb: import this module only to run a search): one run per trial, grouped by experiment, files in the experiment folder.
+"""Weights & Biases for a search: one run per trial, grouped by experiment, files in the experiment folder.
+
+Imports Ray and wandb: import this module only to run a search.
 
 - ``group`` = experiment name, run ``id`` = Tune's trial id, ``resume="allow"`` so a restored trial
   continues its run;
@@ -13,6 +15,9 @@
   runtime env, and Ray writes every runtime env in plain text to ``runtime_env_agent.log`` (mode 0644,
   served by the dashboard). The actors run on the driver's node and read the key there (its netrc, or the
   environment Ray was started with); in online mode :func:`require_node_login` checks that first.
+
+The hook into Ray's callback (private API) is :class:`search.ray_compat.WandbRunHook`; this module says
+what it does for each run (:meth:`ExperimentWandbCallback.prepare_run`) and where the actors run.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from typing import Any
 
 import ray
 from ray.air.integrations.wandb import WandbLoggerCallback
-from ray.air.util.node import _force_on_current_node
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from search.config import WandbConfig, wandb_netrc_login
 from search.failures import WandbLoginError
+from search.ray_compat import WandbRunHook
 
 INIT_TIMEOUT_S = 30.0
 FINISH_TIMEOUT_S = 60.0
@@ -45,6 +51,13 @@ def wandb_dir(trial: Any) -> Path:
     return Path(trial.local_experiment_path)
 
 
+def on_this_node() -> dict[str, Any]:
+    """``ray.remote`` options that place a task or actor on the driver's node (Ray's public API; what
+    Ray's W&B callback does for its own actors with an internal helper)."""
+    node_id = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
+
+
 def has_wandb_login() -> bool:
     """Whether this process can authenticate to W&B: ``WANDB_API_KEY`` or a netrc login."""
     return bool(os.environ.get("WANDB_API_KEY")) or wandb_netrc_login()
@@ -53,7 +66,7 @@ def has_wandb_login() -> bool:
 def require_node_login(timeout_s: float = 120.0) -> None:
     """Raise :class:`WandbLoginError` unless a Ray worker on this node (where the logging actors run) can
     authenticate to W&B; only a yes/no comes back, never the key."""
-    check = ray.remote(num_cpus=0, **_force_on_current_node())(has_wandb_login)
+    check = ray.remote(num_cpus=0, **on_this_node())(has_wandb_login)
     if ray.get(check.remote(), timeout=timeout_s):
         return
     raise WandbLoginError(
@@ -65,7 +78,7 @@ def require_node_login(timeout_s: float = 120.0) -> None:
     )
 
 
-class ExperimentWandbCallback(WandbLoggerCallback):
+class ExperimentWandbCallback(WandbRunHook, WandbLoggerCallback):
     """Ray's W&B callback with the effective config per trial, run files in the experiment folder, and the
     API key kept out of Ray's runtime envs (see the module docstring)."""
 
@@ -88,18 +101,23 @@ class ExperimentWandbCallback(WandbLoggerCallback):
         if mode == "online":
             require_node_login()
 
-    # Ray 2.60: every run starts here, with wandb.init's keyword arguments.
-    def _start_logging_actor(self, trial: Any, exclude_results: list[str], **init_kwargs: Any) -> None:
+    def prepare_run(self, trial: Any, init_kwargs: dict[str, Any]) -> None:
+        """Each run's files in the experiment folder, the trial's effective spec as its config, and
+        ``reinit="finish_previous"``: what Ray's ``reinit=True`` meant, without wandb 0.31's deprecation
+        warning once per trial."""
         run_dir = wandb_dir(trial)
         run_dir.mkdir(parents=True, exist_ok=True)
         init_kwargs["dir"] = str(run_dir)
         init_kwargs["config"] = {**self.base_config, **self.resolve(trial.config)}
-        if self._remote_logger_class is None:
-            # Ray's options for the actor, minus runtime_env={"env_vars": {"WANDB_API_KEY": ...}}.
-            self._remote_logger_class = ray.remote(
-                num_cpus=0, **_force_on_current_node(), max_restarts=-1, max_task_retries=-1
-            )(self._logger_actor_cls)
-        super()._start_logging_actor(trial, exclude_results, **init_kwargs)
+        init_kwargs["reinit"] = "finish_previous"
+
+    def logging_actor_options(self) -> dict[str, Any]:
+        """Ray's options for the logging actors, without its
+        ``runtime_env={"env_vars": {"WANDB_API_KEY": ...}}``, and not restarted: Ray's ``max_restarts=-1``
+        cannot work for them (their constructor arguments, the trial's queue among them, live in the object
+        store, and Ray's core worker printed an error saying so when each search started); a logging actor
+        that dies ends that trial's W&B run, not the trial."""
+        return {"num_cpus": 0, **on_this_node(), "max_restarts": 0}
 
 
 def build_wandb_callback(

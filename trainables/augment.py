@@ -55,7 +55,8 @@ class BatchAugment:
 
     @staticmethod
     def grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """``F.affine_grid(theta, [B, C, h, w], align_corners=False)`` as a broadcast sum, ``[B, h, w, 2]``."""
+        """``F.affine_grid(theta, [B, C, h, w], align_corners=False)`` as a broadcast sum,
+        ``[B, h, w, 2]``."""
         kw = {"device": theta.device, "dtype": theta.dtype}
         xs = ((torch.arange(w, **kw) * 2 + 1) / w - 1).view(1, 1, 1, w)
         ys = ((torch.arange(h, **kw) * 2 + 1) / h - 1).view(1, 1, h, 1)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from trainables.spec import Spec, load_spec, spec_from_dict, spec_to_dict
+from trainables.spec import Spec, load_spec, with_data_root
 
 
 def default_out_dir(spec: Spec, wandb: bool) -> Path:
@@ -21,27 +20,11 @@ def default_out_dir(spec: Spec, wandb: bool) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one spec with the K-fold lockstep loop; exit 0 on success, 1 on a failed run, 2 on bad input."""
-    from trainables.data.errors import DataError
-    from trainables.device import DeviceError
-    from trainables.schema import SpecError
-    from trainables.train import TrainError, run_train
+    from trainables.train import run_train
 
-    try:
-        spec = load_spec(args.spec, args.overrides)
-        if args.data:
-            d = spec_to_dict(spec)
-            d["data"]["root"] = str(args.data)
-            spec = spec_from_dict(d, type(spec))
-        out = Path(args.out) if args.out else default_out_dir(spec, args.wandb)
-        run_train(spec, out, device=args.device, resume=args.resume, wandb=args.wandb)
-    except (SpecError, DataError, DeviceError, TrainError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:
-        from trainables.loop import NonFiniteLossError  # already imported when the loop raised it
-
-        if not isinstance(exc, NonFiniteLossError):
-            raise
-        print(f"failed: {exc}", file=sys.stderr)
-        return 1
+    spec = load_spec(args.spec, args.overrides)
+    if args.data:
+        spec = with_data_root(spec, args.data)
+    out = Path(args.out) if args.out else default_out_dir(spec, args.wandb)
+    run_train(spec, out, device=args.device, resume=args.resume, wandb=args.wandb)
     return 0

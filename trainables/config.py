@@ -10,7 +10,8 @@ from model_zoo.config import LossConfig
 
 
 class DoubleImbalanceCorrectionWarning(UserWarning):
-    """``train.sampler: balanced`` with ``train.loss.cls: weighted_ce``: the class imbalance is corrected twice."""
+    """``train.sampler: balanced`` with ``train.loss.cls: weighted_ce``: the class imbalance is corrected
+    twice."""
 
 
 def double_correction_message(sampler: str, cls_loss: str) -> str | None:

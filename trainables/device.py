@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from model_zoo.errors import UserError
+
 DEVICE_CHOICES = "auto | cpu | cuda | cuda:N"
 
 
-class DeviceError(ValueError):
+class DeviceError(UserError, ValueError):
     """A device or precision request this machine cannot satisfy."""
 
 
@@ -154,10 +156,3 @@ def seed_everything(seed: int, deterministic: bool = False, cudnn_benchmark: boo
         torch.backends.cudnn.deterministic = True
     elif torch.cuda.is_available():
         torch.backends.cudnn.benchmark = cudnn_benchmark
-
-
-def describe_device(device: torch.device) -> str:
-    """One line naming the device, for logs and benchmark output."""
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"

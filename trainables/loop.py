@@ -12,7 +12,7 @@ Validation runs at the working resolution: masks by the one lesion rule of :mod:
 (float32 sigmoid > 0.5, also under AMP), classes the softmax arg-max.
 
 Optimisation per fold: AdamW or SGD, weight decay on weights only, a per-step LR schedule (linear
-warm-up, then cosine / one-cycle / constant; see :func:`lr_factor`; fused kernels on the CPU), AMP per
+warm-up, then cosine / one-cycle / constant; see :func:`build_scheduler`; fused kernels on the CPU), AMP per
 :mod:`trainables.device` (``auto``: bf16 on CUDA and on CPUs with bf16 hardware, in training and
 validation), gradient clipping, ``channels_last`` weights (CPU and CUDA), optional ``torch.compile``,
 optional per-fold early stopping:
@@ -47,6 +47,7 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,8 @@ import torch
 from torch import nn
 
 from model_zoo import build_model, check_input_shape
+from model_zoo.errors import RunFailedError
+from model_zoo.files import save_torch_atomic
 from model_zoo.losses import build_loss, class_weights_from_counts
 from trainables.augment import BatchAugment
 from trainables.config import TrainConfig
@@ -75,15 +78,17 @@ from trainables.metrics import (
 )
 from trainables.sampler import epoch_batches, n_batches
 
-STATE_VERSION = 1
-ONECYCLE_START = 1.0 / 25.0
-ONECYCLE_END = 1.0e-4
+STATE_VERSION = 2  # 2: torch's schedulers (SequentialLR / OneCycleLR state), was LambdaLR
+# The loop state's file name inside a Tune checkpoint (written by trainables.trainable, read by refit's
+# --ensemble-folds); a ``launch.py train`` run folder keeps it as trainables.train.TRAIN_STATE_FILE.
+CHECKPOINT_STATE_FILE = "loop.pt"
+ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 25.0, 400.0  # start at lr / 25, end at (lr / 25) / 400 = lr / 1e4
 ONECYCLE_WARMUP = 0.3
 
 BatchCallback = Callable[[int, int, int, float], None]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(RunFailedError, RuntimeError):
     """A training loss became NaN or infinite; the config has failed (never a score)."""
 
     def __init__(self, fold: int, epoch: int, batch: int, value: float, last_finite: float | None) -> None:
@@ -102,29 +107,6 @@ class NonFiniteLossError(RuntimeError):
 
 
 # ------------------------------------------------------------------------- optimizer and schedule
-
-
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
-    """Multiplier of the base LR at optimizer step ``step`` (0-based) of ``total``; ``warmup`` in steps.
-
-    ``constant``: linear warm-up from ``lr / warmup`` to ``lr``, then ``lr``. ``cosine``: the same warm-up,
-    then cosine decay to 0. ``onecycle``: warm-up from ``lr / 25`` (over 30% of the run when ``warmup`` is
-    0), then cosine decay to ``lr / 1e4`` (OneCycleLR's shape without its momentum cycling).
-    """
-    if schedule == "onecycle":
-        warmup = warmup or max(1, round(ONECYCLE_WARMUP * total))
-        if step < warmup:
-            return ONECYCLE_START + (1.0 - ONECYCLE_START) * step / warmup
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return ONECYCLE_END + (1.0 - ONECYCLE_END) * 0.5 * (1.0 + math.cos(math.pi * t))
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    if schedule == "cosine":
-        t = min(1.0, (step - warmup) / max(1, total - warmup))
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-    raise ValueError(f"train.schedule: unknown schedule {schedule!r}; expected cosine | onecycle | constant")
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -149,16 +131,46 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step ``LambdaLR`` of ``cfg.schedule`` over ``cfg.epochs`` epochs of ``steps_per_epoch`` steps."""
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Torch's per-step schedule of ``cfg.schedule`` over ``cfg.epochs`` epochs of ``steps_per_epoch``.
+
+    ``constant``: linear warm-up from ``lr / warmup`` to ``lr`` over ``warmup_epochs`` (``LinearLR``), then
+    ``lr``. ``cosine``: the same warm-up, then cosine decay to 0 (``CosineAnnealingLR``; ``SequentialLR``
+    joins them). ``onecycle``: ``OneCycleLR`` from ``lr / 25`` up to ``lr`` over the warm-up (30% of the
+    run when ``warmup_epochs`` is 0) and down to ``lr / 1e4``, cosine both ways, momentum not cycled.
+    """
+    from torch.optim import lr_scheduler
+
     total = max(1, cfg.epochs * steps_per_epoch)
     warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
-    schedule = cfg.schedule
-
-    def factor(step: int) -> float:
-        return lr_factor(step, total, warmup, schedule)
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    if cfg.schedule == "onecycle":
+        if total < 3:  # OneCycleLR needs a step up and a step down (phase ends at peak - 1 and total - 1)
+            return lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        peak = min(max(2, warmup or round(ONECYCLE_WARMUP * total)), total - 1)
+        return lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=[group["lr"] for group in optimizer.param_groups],
+            total_steps=total,
+            pct_start=min(1.0, peak / total),
+            anneal_strategy="cos",
+            cycle_momentum=False,
+            div_factor=ONECYCLE_DIV,
+            final_div_factor=ONECYCLE_FINAL_DIV,
+        )
+    if cfg.schedule == "cosine":
+        main: lr_scheduler.LRScheduler = lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, total - warmup)
+        )
+    elif cfg.schedule == "constant":
+        main = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        raise ValueError(
+            f"train.schedule: unknown schedule {cfg.schedule!r}; expected cosine | onecycle | constant"
+        )
+    if warmup == 0:
+        return main
+    warm = lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, total_iters=warmup - 1)
+    return lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup])
 
 
 # ------------------------------------------------------------------------------------- the loop
@@ -176,7 +188,9 @@ def _batch_source(
         return images, masks, labels
     with warnings.catch_warnings():  # read-only arrays (a memory map) are only read here
         warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
-        return tuple(torch.from_numpy(a).to(device) for a in (images, masks, labels))  # type: ignore[return-value]
+        return tuple(  # type: ignore[return-value]
+            torch.from_numpy(a).to(device) for a in (images, masks, labels)
+        )
 
 
 def load_batch(
@@ -206,7 +220,7 @@ class _Fold:
     forward: Callable[..., Any]
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     best_score: float = -math.inf
     best_epoch: int = 0
@@ -266,8 +280,8 @@ class CrossValLoop:
         images, masks = dataset.images, dataset.masks
         if images.dtype != np.uint8 or images.ndim != 3 or masks.shape != images.shape:
             raise ValueError(
-                f"dataset: expected uint8 images and masks [N, S, S], got {images.dtype} {list(images.shape)} "
-                f"and {masks.dtype} {list(masks.shape)}"
+                f"dataset: expected uint8 images and masks [N, S, S], got {images.dtype} "
+                f"{list(images.shape)} and {masks.dtype} {list(masks.shape)}"
             )
         self.masks_np = masks
         self.images, self.masks, self.labels_src = _batch_source(images, masks, self.labels, self.device)
@@ -507,7 +521,8 @@ class CrossValLoop:
     # ------------------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly: tensors and plain containers only (``weights_only`` loads)."""
+        """Everything needed to continue exactly: tensors and plain containers only (``weights_only``
+        loads)."""
         rng: dict[str, Any] = {
             "torch": torch.get_rng_state(),
             "numpy": self.np_rng.bit_generator.state,
@@ -580,7 +595,8 @@ class CrossValLoop:
             self.aug_gen.manual_seed(self.cfg.seed + 1 + 7919 * self.epoch)
             warnings.warn(
                 f"resuming a state saved on {saved_on} on {self.aug_gen.device.type}: the augmentation "
-                "random stream restarts from a seed, so later epochs will not repeat the original run exactly",
+                "random stream restarts from a seed, so later epochs will not repeat the original run "
+                "exactly",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -628,3 +644,14 @@ def _np_global_restore(d: Mapping[str, Any]) -> tuple:
 def _tuples(x: Any) -> Any:
     """Lists back to tuples (``random.setstate`` needs tuples)."""
     return tuple(_tuples(v) for v in x) if isinstance(x, list | tuple) else x
+
+
+def save_loop_state(loop: CrossValLoop, path: str | Path) -> Path:
+    """:meth:`CrossValLoop.state_dict` saved to ``path`` atomically (a crash never leaves half a state)."""
+    return save_torch_atomic(loop.state_dict(), path)
+
+
+def read_loop_state(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """A state written by :func:`save_loop_state`, on the CPU, tensors and plain containers only
+    (``weights_only``: a state file cannot run code); ``mmap`` reads only the tensors used."""
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

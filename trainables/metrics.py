@@ -41,7 +41,8 @@ import torch
 
 SEG_KEYS = ("dice", "iou", "hd95", "nsd")
 
-#: Fixed metric names a selection score may weigh; ``recall_<class>``, ``precision_<class>`` and ``dice_<class>`` too.
+#: Fixed metric names a selection score may weigh; ``recall_<class>``, ``precision_<class>`` and
+#: ``dice_<class>`` too.
 SCORE_METRICS = ("dice", "iou", "nsd", "normal_specificity", "auc", "macro_f1", "acc", "balanced_acc")
 
 #: A pixel is lesion when its float32 lesion probability is above this (see :func:`lesion_mask`).
@@ -205,7 +206,8 @@ def check_select(weights: Mapping[str, float]) -> None:
     """Raise ``ValueError`` unless ``weights`` maps allowed metric names to weights >= 0 with a positive sum.
 
     Usable as the ``check`` of ``train.select``; class names are not known here, so any
-    ``recall_<name>`` / ``precision_<name>`` / ``dice_<name>`` passes and is resolved when the score is computed.
+    ``recall_<name>`` / ``precision_<name>`` / ``dice_<name>`` passes and is resolved when the score
+    is computed.
     """
     if not isinstance(weights, Mapping) or not weights:
         raise ValueError(f"expected a non-empty mapping of metric name to weight, got {weights!r}")
@@ -232,14 +234,16 @@ def is_score_metric(name: str) -> bool:
 
 
 def higher_is_better(name: str) -> bool:
-    """Direction of a reported metric; accepts flat keys such as ``fold0/val/dice`` or ``val/recall_benign``."""
+    """Direction of a reported metric; accepts flat keys such as ``fold0/val/dice`` or
+    ``val/recall_benign``."""
     base = name.rsplit("/", 1)[-1]
     if base in HIGHER_IS_BETTER:
         return HIGHER_IS_BETTER[base]
     if re.match(r"^(recall|precision|dice)_.+", base):
         return True
     raise KeyError(
-        f"no direction known for metric {name!r}; known: {sorted(HIGHER_IS_BETTER)}, recall_*, precision_*, dice_*"
+        f"no direction known for metric {name!r}; known: {sorted(HIGHER_IS_BETTER)}, "
+        "recall_*, precision_*, dice_*"
     )
 
 

@@ -32,12 +32,14 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+from model_zoo.errors import UserError
+
 T = TypeVar("T")
 
 _NONE = type(None)
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """Invalid spec data; every line of the message starts with the dotted path of the bad field."""
 
     def __init__(self, errors: str | list[str], source: str | None = None) -> None:

@@ -13,6 +13,7 @@ Flat dotted keys (``train.lr``) are how Ray Tune configs and ``--set`` overrides
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -123,6 +124,40 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     return to_dict(spec)
 
 
+def set_data_root(d: dict[str, Any], root: str | Path) -> None:
+    """Set ``data.root`` of a plain spec dict to ``root`` made absolute: ``--data`` of every command. The
+    spec is saved with the run, and a saved spec must work from any folder (resume, analysis, trials that
+    run in their own folders)."""
+    set_dotted(d, "data.root", str(Path(root).expanduser().resolve()))
+
+
+def with_data_root(spec: S, root: str | Path) -> S:
+    """``spec`` with :func:`set_data_root` applied, validated."""
+    d = spec_to_dict(spec)
+    set_data_root(d, root)
+    return spec_from_dict(d, type(spec))
+
+
+def spec_sections(spec_cls: type = Spec) -> tuple[str, ...]:
+    """The top-level keys of ``spec_cls`` (for :class:`Spec`: name, data, model, train), from its type."""
+    return tuple(f.name for f in dataclasses.fields(spec_cls))
+
+
+def trial_spec_dict(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The plain spec one trial ran: ``base``'s :class:`Spec` sections (a search spec's own sections
+    dropped) with the trial's dotted ``overrides`` set. The trainable and the analysis both call this, so
+    the analysis rebuilds exactly the spec a trial trained with."""
+    d = {k: copy.deepcopy(v) for k, v in base.items() if k in spec_sections(Spec)}
+    for key, value in overrides.items():
+        set_dotted(d, key, copy.deepcopy(value))
+    return d
+
+
+def trial_spec(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Spec:
+    """:func:`trial_spec_dict` validated into a :class:`Spec` (:class:`SpecError` when it is not one)."""
+    return spec_from_dict(trial_spec_dict(base, overrides), Spec)
+
+
 def load_spec(
     path: str | Path,
     overrides: Sequence[str] = (),
@@ -148,7 +183,8 @@ def load_spec(
         raise SpecError(f"{path}: empty spec", source=str(path))
     if not isinstance(data, Mapping):
         raise SpecError(
-            f"{path}: expected a mapping of sections (name, data, model, train, ...), got {type(data).__name__}",
+            f"{path}: expected a mapping of sections (name, data, model, train, ...), got "
+            f"{type(data).__name__}",
             source=str(path),
         )
     try:

@@ -17,7 +17,6 @@ The folder holds everything needed to inspect or continue the run:
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import math
 import os
@@ -26,49 +25,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from model_zoo.errors import UserError
+from model_zoo.files import json_safe, replace_atomically, write_json_atomic
 from trainables.spec import Spec, flatten, load_spec, save_spec, set_dotted, spec_from_dict, spec_to_dict
 
 if TYPE_CHECKING:
     from trainables.loop import CrossValLoop
 
-STATE_FILE = "state.pt"
+TRAIN_STATE_FILE = "state.pt"  # the loop state of a run folder, for --resume
 
 
-class TrainError(RuntimeError):
+class TrainError(UserError, RuntimeError):
     """A problem with the output folder or a resume request."""
 
 
 # ------------------------------------------------------------------------------------ files
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file, then rename: a crash never leaves a half-written state."""
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_safe(x: Any) -> Any:
-    """NaN/inf become None so the JSON is standard."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, Mapping):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    return x
-
-
 def write_json(path: Path, data: Any) -> None:
-    _write_text_atomic(path, json.dumps(_json_safe(data), indent=2) + "\n")
+    """``data`` as standard JSON (NaN -> null), written atomically."""
+    write_json_atomic(path, data)
 
 
 def epoch_rows(history: list[Mapping[str, float]], n_folds: int) -> list[dict[str, Any]]:
@@ -91,19 +67,22 @@ def epoch_rows(history: list[Mapping[str, float]], n_folds: int) -> list[dict[st
 def write_epochs_csv(path: Path, history: list[Mapping[str, float]], n_folds: int) -> None:
     rows = epoch_rows(history, n_folds)
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    replace_atomically(path, write)
 
 
 # ------------------------------------------------------------------------------- W&B (optional)
 
 
 def apply_sweep_params(spec: Spec, params: Mapping[str, Any]) -> Spec:
-    """``spec`` with a W&B sweep's parameters applied as dotted overrides (``train.lr`` or nested), validated."""
+    """``spec`` with a W&B sweep's parameters applied as dotted overrides (``train.lr`` or nested),
+    validated."""
     flat = {k: v for k, v in flatten(dict(params), type(spec)).items() if not k.startswith("_")}
     if not flat:
         return spec
@@ -132,8 +111,8 @@ def _wandb_start(spec: Spec, out_dir: Path) -> tuple[Any, Spec]:
 
 def _check_out_dir(out: Path, resume: bool) -> None:
     if resume:
-        if not (out / STATE_FILE).is_file():
-            raise TrainError(f"--resume: {out} has no {STATE_FILE} to continue from")
+        if not (out / TRAIN_STATE_FILE).is_file():
+            raise TrainError(f"--resume: {out} has no {TRAIN_STATE_FILE} to continue from")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TrainError(
             f"{out} already exists and is not empty: continue it with --resume, or choose another --out"
@@ -152,60 +131,21 @@ def _check_same_spec(spec: Spec, out: Path) -> None:
         )
 
 
-def _load_splits(spec: Spec, dataset: Any, out: Path, resume: bool) -> dict:
-    """The run's splits: the saved ``splits.json`` on resume, else ``data.splits`` or new ones."""
-    from trainables.data.splits import load_splits, resolve_splits, validate_splits
-
-    if resume:
-        splits = load_splits(out / "splits.json")
-        validate_splits(splits, dataset)
-        return splits
-    return resolve_splits(spec.data, dataset)
-
-
-def _data_info(dataset: Any) -> dict[str, Any]:
-    counts = [int((dataset.labels == c).sum()) for c in range(len(dataset.class_names))]
-    return {
-        "fingerprint": dataset.fingerprint,
-        "root": dataset.root,
-        "n_images": len(dataset.labels),
-        "image_size": int(dataset.images.shape[-1]),
-        "class_names": list(dataset.class_names),
-        "class_counts": counts,
-    }
-
-
 def _save_bundles(loop: CrossValLoop, out: Path, spec: Spec) -> None:
-    """``fold{k}_best.safetensors`` for each fold that just improved, if the model zoo can write bundles."""
-    save_bundle = getattr(importlib.import_module("model_zoo"), "save_bundle", None)
-    if save_bundle is None:
-        return
+    """``fold{k}_best.safetensors`` for each fold that just improved."""
+    from model_zoo import save_bundle
+
     for k in loop.improved:
         fold = loop.folds[k]
         meta = {
             "spec": spec_to_dict(spec),
             "fold": k,
             "epoch": fold.best_epoch,
-            "metrics": _json_safe(fold.best_metrics),
+            "metrics": json_safe(fold.best_metrics),
             "class_names": list(loop.class_names),
             "image_size": spec.data.image_size,
         }
         save_bundle(out / f"fold{k}_best.safetensors", fold.model, meta)
-
-
-def _progress(loop: CrossValLoop, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    epoch = loop.epoch + 1
-    return tqdm(
-        total=loop.batches_per_epoch(),
-        desc=f"epoch {epoch}/{loop.cfg.epochs}",
-        unit="batch",
-        disable=not enabled,
-        leave=True,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
 
 
 def _fold_line(result: Mapping[str, float], n_folds: int) -> str:
@@ -231,10 +171,10 @@ def run_train(
     Raises :class:`TrainError` for a non-empty ``out_dir`` without ``resume`` or a changed spec on
     resume, and lets ``KeyboardInterrupt`` through after saying where the state is.
     """
-    from trainables.data.cache import load_dataset
-    from trainables.data.splits import save_splits, split_indices
+    from trainables.data.run_data import data_summary, load_run_data
+    from trainables.data.splits import load_splits, save_splits, split_indices
     from trainables.device import resolve_device
-    from trainables.loop import CrossValLoop
+    from trainables.loop import CrossValLoop, read_loop_state, save_loop_state
 
     out = Path(out_dir)
     resolve_device(device)  # fail before any work when the device is unusable
@@ -246,25 +186,23 @@ def run_train(
     try:
         if resume:
             _check_same_spec(spec, out)
-        dataset = load_dataset(spec.data, progress=progress)
-        info = _data_info(dataset)
+        # On --resume: the run's own splits.json and data.json fingerprint, not a recomputation.
+        saved_splits = load_splits(out / "splits.json") if resume else None
+        saved_fp = None
         if resume and (out / "data.json").is_file():
-            saved = json.loads((out / "data.json").read_text(encoding="utf-8"))
-            if saved.get("fingerprint") != info["fingerprint"]:
-                raise TrainError(
-                    f"--resume: the dataset changed since {out} was started "
-                    f"(fingerprint {saved.get('fingerprint')} -> {info['fingerprint']})"
-                )
-        splits = _load_splits(spec, dataset, out, resume)
+            saved_fp = json.loads((out / "data.json").read_text(encoding="utf-8")).get("fingerprint")
+        hint = f"--resume: {out} was started on other images; resume with the same --data"
+        dataset, splits = load_run_data(spec.data, saved_splits, saved_fp, hint=hint, progress=progress)
+        info = data_summary(dataset)
         loop = CrossValLoop(spec, dataset, split_indices(splits, dataset), device=device)
         if resume:
-            loop.load_state_dict(torch.load(out / STATE_FILE, map_location="cpu", weights_only=True))
+            loop.load_state_dict(read_loop_state(out / TRAIN_STATE_FILE))
             print(f"resumed {out} after epoch {loop.epoch}", file=sys.stderr)
         else:
             save_spec(spec, out / "spec.yaml")
             save_splits(splits, out / "splits.json")
             write_json(out / "data.json", info)
-            save_atomic(loop.state_dict(), out / STATE_FILE)
+            save_loop_state(loop, out / TRAIN_STATE_FILE)
         _train_epochs(loop, spec, out, run, progress)
         summary = loop.summary()
         write_json(out / "summary.json", summary)
@@ -291,24 +229,15 @@ def _draw_curves(out: Path, summary: Mapping[str, Any], progress: bool) -> None:
 
 
 def _train_epochs(loop: CrossValLoop, spec: Spec, out: Path, run: Any, progress: bool) -> None:
+    from trainables.epoch_bar import step_with_bar
+    from trainables.loop import save_loop_state
+
     n_folds = len(loop.folds)
     saved = loop.epoch
     try:
         while not loop.done:
-            bar = _progress(loop, progress)
-
-            def on_batch(fold: int, batch: int, total: int, loss: float, bar: Any = bar) -> None:
-                bar.update(1)
-                bar.set_postfix_str(f"fold {fold} loss {loss:.4f}", refresh=False)
-
-            try:
-                result = loop.step(on_batch=on_batch)
-            except BaseException:
-                bar.close()
-                raise
-            bar.set_postfix_str(_fold_line(result, n_folds))
-            bar.close()
-            save_atomic(loop.state_dict(), out / STATE_FILE)
+            result = step_with_bar(loop, progress, summary=lambda r: _fold_line(r, n_folds))
+            save_loop_state(loop, out / TRAIN_STATE_FILE)
             saved = loop.epoch
             write_epochs_csv(out / "epochs.csv", loop.history, n_folds)
             write_json(out / "summary.json", loop.summary())
@@ -317,7 +246,7 @@ def _train_epochs(loop: CrossValLoop, spec: Spec, out: Path, run: Any, progress:
                 run.log(result, step=loop.epoch)
     except KeyboardInterrupt:
         print(
-            f"\ninterrupted: {out / STATE_FILE} holds the state after epoch {saved}; "
+            f"\ninterrupted: {out / TRAIN_STATE_FILE} holds the state after epoch {saved}; "
             f"continue with --resume --out {out}",
             file=sys.stderr,
         )

@@ -26,7 +26,7 @@ Test-only switches (environment of the workers):
 
 from __future__ import annotations
 
-import copy
+import logging
 import math
 import os
 import tempfile
@@ -39,26 +39,32 @@ from typing import Any
 import torch
 from ray import tune
 
-from trainables.loop import CrossValLoop, NonFiniteLossError
-from trainables.spec import Spec, set_dotted, spec_from_dict
+from trainables.loop import (
+    CHECKPOINT_STATE_FILE,
+    CrossValLoop,
+    NonFiniteLossError,
+    read_loop_state,
+    save_loop_state,
+)
+from trainables.spec import trial_spec
 
 FAULT_ENV = "BUS_FAULT_AT_EPOCH"
 BARRIER_ENV = "BUS_TEST_BARRIER"
 BARRIER_TIMEOUT_S = 180.0
-STATE_FILE = "loop.pt"
-SPEC_SECTIONS = ("name", "data", "model", "train")
+RAY_TRAIN_LOGGERS = ("ray.train._internal.storage", "ray.train.v2._internal.execution.storage")
 
 
 class InjectedFault(RuntimeError):
     """Raised by the test-only fault switch (``BUS_FAULT_AT_EPOCH``)."""
 
 
-def trial_spec(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> Spec:
-    """The base spec's name/data/model/train sections with ``overrides`` (dotted keys) set, validated."""
-    d = {k: copy.deepcopy(v) for k, v in base.items() if k in SPEC_SECTIONS}
-    for key, value in overrides.items():
-        set_dotted(d, key, copy.deepcopy(value))
-    return spec_from_dict(d, Spec)
+def quiet_ray_train_logs(verbose: bool) -> None:
+    """Ray Train's "Checkpoint successfully created at: ..." INFO line, once per checkpoint of every trial,
+    off in this trial's process unless the search runs ``--verbose`` (search/console.py lists what a
+    search keeps quiet and why)."""
+    if not verbose:
+        for name in RAY_TRAIN_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def trial_device() -> tuple[str, list[str]]:
@@ -91,7 +97,7 @@ def _restore(loop: CrossValLoop) -> int:
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / STATE_FILE, map_location="cpu", weights_only=True)
+        state = read_loop_state(Path(folder) / CHECKPOINT_STATE_FILE)
     loop.load_state_dict(state)
     return loop.epoch
 
@@ -134,13 +140,16 @@ def train_trial(
     splits: Mapping[str, Any],
     checkpoint_every: int = 1,
     milestones: Collection[int] = (),
+    verbose: bool = False,
 ) -> None:
     """Run one trial to the end (or until the scheduler stops it), reporting each epoch and saving the loop
-    state when :func:`checkpoint_due` (``checkpoint_every``, the last epoch, the scheduler's ``milestones``)."""
+    state when :func:`checkpoint_due` (``checkpoint_every``, the last epoch, the scheduler's
+    ``milestones``); Ray Train's per-checkpoint log line only when ``verbose``."""
     import ray
 
     from trainables.data.splits import split_indices
 
+    quiet_ray_train_logs(verbose)
     _barrier()
     started = time.time()
     spec = trial_spec(base_spec, resolve(config))
@@ -188,5 +197,5 @@ def train_trial(
             tune.report(report)
             continue
         with tempfile.TemporaryDirectory(prefix="bus-ckpt-") as folder:
-            torch.save(loop.state_dict(), Path(folder) / STATE_FILE)
+            save_loop_state(loop, Path(folder) / CHECKPOINT_STATE_FILE)
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,4 +1,5 @@
-"""Figures: non-empty PNGs of the expected size; importance on a rebuilt Optuna study."""
+"""Figures: non-empty PNGs of the expected size; importance on a rebuilt Optuna study (Optuna's own
+figures and the scheduler's rungs in more detail: test_plots_optuna.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from PIL import Image
 from analysis.leaderboard import build_leaderboard
 from analysis.plots import (
     PlotSkipped,
-    asha_rungs,
     categorical_params,
     make_plots,
     param_importances,
     plot_param_importance,
+    scheduler_rungs,
 )
 from analysis.results import load_results
-from tests.analysis.fake_experiment import FakeTrial, write_fake_experiment
+from tests.analysis.fake_experiment import SPEC, FakeTrial, write_fake_experiment
 
 EXPECTED_SIZES = {
     "learning_curves": (1000, 600),
@@ -43,11 +44,16 @@ def test_every_plot_is_a_png_of_the_expected_size(fake_exp: Path, tmp_path: Path
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 20) or []) > 50, name
 
 
-def test_categorical_params_and_rungs(fake_exp: Path) -> None:
+def test_categorical_params_and_rungs(fake_exp: Path, tmp_path: Path) -> None:
     r = load_results(fake_exp)
     assert categorical_params(r) == ["model.encoder", "model.decoder", "model.latent_aug.mode"]
-    assert asha_rungs(r.spec) == [1, 2]  # grace 1, eta 2, 4 epochs
-    assert asha_rungs({"search": {"scheduler": {"type": "fifo"}}, "train": {"epochs": 9}}) == []
+    # grace 1, eta 2, 4 epochs: Ray's rungs 1, 2, 4; the one at the last epoch stops nothing early
+    assert scheduler_rungs(r) == ("asha", [1, 2])
+    fifo = {**SPEC, "search": {**SPEC["search"], "scheduler": {"type": "fifo"}}}
+    assert scheduler_rungs(load_results(write_fake_experiment(tmp_path, spec=fifo, name="fifo"))) == (
+        "fifo",
+        [],
+    )
 
 
 def test_importance_finds_the_parameter_that_drives_the_score(tmp_path: Path) -> None:

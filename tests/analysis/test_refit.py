@@ -15,6 +15,7 @@ from analysis.predict import Predictor
 from analysis.refit import RefitError, choose, fold_weights, load_data, load_fold_models, run_refit
 from analysis.results import load_results
 from analysis.selection import choose_trial, refit_epochs
+from trainables.data.run_data import DataChangedError
 from trainables.spec import load_spec
 
 
@@ -151,9 +152,9 @@ def test_refit_refuses_data_that_differs_from_the_search(data_exp: Path, tmp_pat
     data["fingerprint"] = "0" * 16
     (data_exp / "data.json").write_text(json.dumps(data), encoding="utf-8")
     chosen = choose(data_exp)
-    with pytest.raises(RefitError, match="differs from the data the search used"):
+    with pytest.raises(DataChangedError, match=r"differs from the data the run used.*pass --data"):
         load_data(chosen)
-    with pytest.raises(RefitError):
+    with pytest.raises(DataChangedError):
         run_refit(chosen, tmp_path / "out", epochs=1)
     assert not (tmp_path / "out").exists()
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.results import ExperimentError, filter_where, load_results, parse_where
+from analysis.results import filter_where, load_results, parse_where
+from search.errors import ExperimentError
 from tests.analysis.fake_experiment import FakeTrial, default_trials, write_fake_experiment
 
 

@@ -37,14 +37,6 @@ def clean_env():
     os.environ.update(saved)
 
 
-@pytest.fixture
-def no_ray():
-    ray = pytest.importorskip("ray")
-    assert not ray.is_initialized(), "another test left Ray running"
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.parametrize("name", MODULES)
 def test_module_imports_and_has_main(name: str) -> None:
     module = importlib.import_module(f"benchmarks.{name}")

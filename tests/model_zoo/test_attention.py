@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from model_zoo.attention import ATTENTIONS, CBAM, ChannelGate, SpatialGate
+from model_zoo.attention import ATTENTIONS, cbam, se
 from model_zoo.registry import UnknownComponentError
 
 
@@ -34,30 +34,43 @@ def test_unknown_name_lists_valid() -> None:
 
 
 def test_cbam_structure_follows_woo_et_al() -> None:
-    block = CBAM(256)
-    assert isinstance(block.channel, ChannelGate) and isinstance(block.spatial, SpatialGate)
-    assert block.channel.mlp[0].out_channels == 256 // 16
-    assert CBAM(32).channel.mlp[0].out_channels == 8  # floor for narrow maps
-    conv = block.spatial.conv
+    block = cbam(256)
+    fc1, fc2 = block.channel.fc1, block.channel.fc2
+    assert (fc1.in_channels, fc1.out_channels, fc2.out_channels) == (256, 256 // 16, 256)
+    assert fc1.bias is not None and fc2.bias is not None  # the MLP has biases (Woo et al.'s code)
+    assert cbam(32).channel.fc1.out_channels == 8  # floor for narrow maps
+    conv = block.spatial.conv.conv
     assert conv.in_channels == 2 and conv.out_channels == 1 and conv.kernel_size == (7, 7)
-    assert isinstance(block.spatial.bn, nn.BatchNorm2d)
+    assert isinstance(block.spatial.conv.bn, nn.BatchNorm2d) and conv.bias is None
+    assert list(block.children())[:2] == [block.channel, block.spatial]  # channel gate first
 
 
-def test_channel_gate_matches_formula() -> None:
+def test_cbam_matches_the_formula() -> None:
+    """``y = x' * sigmoid(BN(conv7x7([mean_c(x'), max_c(x')])))`` with
+    ``x' = x * sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))`` (one shared MLP)."""
     torch.manual_seed(0)
-    gate = ChannelGate(16)
-    x = torch.randn(2, 16, 5, 5)
-    mlp = gate.mlp
-    expected = x * torch.sigmoid(mlp(x.mean((2, 3), keepdim=True)) + mlp(x.amax((2, 3), keepdim=True)))
-    torch.testing.assert_close(gate(x), expected)
+    block = cbam(16).eval()
+    x = torch.randn(2, 16, 6, 6)
+    ch = block.channel
 
+    def mlp(v: torch.Tensor) -> torch.Tensor:
+        return ch.fc2(torch.relu(ch.fc1(v)))
 
-def test_spatial_gate_uses_channel_max_then_mean() -> None:
-    torch.manual_seed(0)
-    gate = SpatialGate().eval()
-    x = torch.randn(2, 8, 6, 6)
+    x1 = x * torch.sigmoid(mlp(x.mean((2, 3), keepdim=True)) + mlp(x.amax((2, 3), keepdim=True)))
+    conv = block.spatial.conv
+    pooled = torch.cat([x1.mean(1, keepdim=True), x1.amax(1, keepdim=True)], dim=1)
+    expected = x1 * torch.sigmoid(conv.bn(conv.conv(pooled)))
     with torch.no_grad():
-        gate.conv.weight.zero_()
-        gate.conv.weight[0, 0, 3, 3] = 1.0  # the centre tap of the max channel only
-    expected = x * torch.sigmoid(gate.bn(x.amax(1, keepdim=True)))
-    torch.testing.assert_close(gate(x), expected)
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_se_matches_the_formula() -> None:
+    torch.manual_seed(0)
+    block = se(256).eval()
+    assert (block.fc1.out_channels, block.fc2.out_channels) == (256 // 16, 256)
+    assert se(64).fc1.out_channels == 8  # floor for narrow maps
+    x = torch.randn(2, 256, 5, 5)
+    squeeze = x.mean((2, 3), keepdim=True)
+    expected = x * torch.sigmoid(block.fc2(torch.relu(block.fc1(squeeze))))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), expected)

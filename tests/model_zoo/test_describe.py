@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+import launch
 import model_zoo
-from model_zoo.commands import cmd_fetch_weights, cmd_models
 from model_zoo.describe import describe
 
 TINY = {
@@ -39,12 +38,12 @@ def test_describe_ignores_weight_cache_and_checks_size() -> None:
     assert model_zoo.describe is describe
 
 
-def _args(**kw: object) -> argparse.Namespace:
-    return argparse.Namespace(**{"json": False, "describe": None, "size": 256, **kw})
+def _models(*argv: str) -> int:
+    return launch.main(["models", *argv])
 
 
 def test_models_listing(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cmd_models(_args(json=True)) == 0
+    assert _models("--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert len(info["encoders"]["benchmark"]) == len(model_zoo.BENCHMARK)
     assert {"unet", "unetplusplus", "deeplabv3plus"} <= set(info["decoders"])
@@ -52,7 +51,7 @@ def test_models_listing(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(info["bottlenecks"]) == {"identity", "dual_domain"}
     assert info["latent_aug_modes"] == ["none", "noise", "mixup", "noise+mixup"]
     assert "dice_bce" in info["seg_losses"] and "weighted_ce" in info["cls_losses"]
-    assert cmd_models(_args()) == 0
+    assert _models() == 0
     text = capsys.readouterr().out
     assert "tv-googlenet (GoogLeNet)" in text and "dual_domain" in text and "decoder_channels=" in text
 
@@ -60,21 +59,20 @@ def test_models_listing(capsys: pytest.CaptureFixture[str]) -> None:
 def test_models_describe_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: t\nmodel:\n  encoder: tu-test_resnet\n  decoder: fpn\n")
-    assert cmd_models(_args(describe=str(spec), size=64, json=True)) == 0
+    assert _models("--describe", str(spec), "--size", "64", "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["decoder"] == "fpn" and info["image_size"] == 64
-    assert cmd_models(_args(describe=str(spec), size=64)) == 0
+    assert _models("--describe", str(spec), "--size", "64") == 0
     assert "GFLOPs" in capsys.readouterr().out
     spec.write_text("model:\n  encoder: tu-test_resnet\n  decoder: unett\n")
-    assert cmd_models(_args(describe=str(spec), size=64)) == 2
+    assert _models("--describe", str(spec), "--size", "64") == 2
     assert "Did you mean 'unet'" in capsys.readouterr().err
     spec.write_text("train: {}\n")
-    assert cmd_models(_args(describe=str(spec))) == 2
+    assert _models("--describe", str(spec)) == 2
     assert "no 'model:'" in capsys.readouterr().err
 
 
 def test_fetch_weights_reports_bad_names(capsys: pytest.CaptureFixture[str]) -> None:
-    args = argparse.Namespace(encoders=["resnet19", "tu-test_vit"], weights="imagenet")
-    assert cmd_fetch_weights(args) == 1
+    assert launch.main(["fetch-weights", "resnet19", "tu-test_vit", "--weights", "imagenet"]) == 1
     err = capsys.readouterr().err
     assert "resnet19: FAILED" in err and "tu-test_vit: FAILED" in err

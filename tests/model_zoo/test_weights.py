@@ -180,7 +180,8 @@ def test_path_errors(tmp_path: Path) -> None:
 
 
 def test_fetch_warms_the_cache_that_builds_read(offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`launch.py fetch-weights` then an offline build: the downloaders are faked, the cache layout is real."""
+    """`launch.py fetch-weights` then an offline build: the downloaders are faked, the cache layout is
+    real."""
     import huggingface_hub
     import timm
     from torchvision.models import shufflenet_v2_x0_5

@@ -32,34 +32,15 @@ def _score(config: dict) -> None:
 
 
 def _fit(spec, storage: Path) -> list[dict]:
-    from ray import tune
+    """The search's own Tuner (searcher, scheduler, metric, sample count) around an instant trainable."""
+    from search.tuner import Location, build_tuner
 
-    space = space_from_spec(spec)
-    metric, mode = algorithms.tune_metric_mode(spec)
-    tuner = tune.Tuner(
-        _score,
-        param_space=algorithms.param_space(spec, space),
-        tune_config=tune.TuneConfig(
-            search_alg=algorithms.build_searcher(spec, space),
-            scheduler=algorithms.build_scheduler(spec, space),
-            metric=metric,
-            mode=mode,
-            num_samples=algorithms.num_samples(spec, space),
-        ),
-        run_config=tune.RunConfig(storage_path=str(storage), verbose=0),
-    )
-    return [r.config for r in tuner.fit()]
+    loc = Location(str(storage), spec.name)
+    return [r.config for r in build_tuner(spec, loc, _score, space_from_spec(spec)).fit()]
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    assert not ray.is_initialized(), "another test left Ray running"
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-def test_optuna_honours_points_and_never_sets_inactive_keys(tmp_path: Path, local_ray: None) -> None:
+def test_optuna_honours_points_and_never_sets_inactive_keys(tmp_path: Path, local_ray) -> None:
+    local_ray(num_cpus=2)
     point = {"model.attention": "se", "model.latent_aug.mode": "noise", "model.latent_aug.sigma": 0.1}
     spec = _spec(tmp_path, {"algorithm": "optuna", "num_samples": 5, "points_to_evaluate": [point]})
     configs = _fit(spec, tmp_path)
@@ -69,17 +50,19 @@ def test_optuna_honours_points_and_never_sets_inactive_keys(tmp_path: Path, loca
 
 
 @pytest.mark.slow
-def test_random_draws_conditionals_only_when_active(tmp_path: Path, local_ray: None) -> None:
+def test_random_draws_conditionals_only_when_active(tmp_path: Path, local_ray) -> None:
+    local_ray(num_cpus=2)
     spec = _spec(tmp_path, {"algorithm": "random", "num_samples": 8})
     configs = _fit(spec, tmp_path)
     assert len(configs) == 8
     for c in configs:
         active = c["model.latent_aug.mode"] == "noise"
         assert (c["model.latent_aug.sigma"] is not None) == active
-    assert configs == _fit(spec, tmp_path)  # seeded
+    assert configs == _fit(spec, tmp_path / "again")  # seeded
 
 
-def test_grid_enumerates_each_effective_config_once(tmp_path: Path, local_ray: None) -> None:
+def test_grid_enumerates_each_effective_config_once(tmp_path: Path, local_ray) -> None:
+    local_ray(num_cpus=2)
     space = {
         **CONDITIONAL,
         "model.latent_aug.sigma": {"grid": [0.05, 0.1], "when": {"model.latent_aug.mode": ["noise"]}},

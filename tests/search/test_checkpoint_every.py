@@ -13,10 +13,11 @@ import torch
 
 from search.config import load_search_spec, scheduler_milestones
 from search.space import space_from_spec
-from search.tuner import checkpoint_parameters, local_runtime_env, run_search
+from search.tuner import checkpoint_parameters, run_search
 from tests.search.helpers import results, trial_dirs, write_spec
+from trainables.loop import CHECKPOINT_STATE_FILE
 from trainables.schema import SpecError
-from trainables.trainable import STATE_FILE, checkpoint_due, train_trial
+from trainables.trainable import checkpoint_due, train_trial
 
 
 def _spec(tmp_path: Path, changes: dict | None = None):
@@ -162,22 +163,13 @@ def test_every_must_be_positive() -> None:
 # ------------------------------------------------------------------------------------------ Ray
 
 
-@pytest.fixture
-def local_ray():
-    ray = pytest.importorskip("ray")
-
-    def start(env: dict[str, str] | None = None, **resources: float) -> None:
-        assert not ray.is_initialized(), "another test left Ray running"
-        ray.init(include_dashboard=False, runtime_env=local_runtime_env(env), **resources)
-
-    yield start
-    ray.shutdown()
-
-
 def _checkpoint_epochs(trial: Path) -> list[int]:
     """The loop epoch saved in each of the trial's checkpoint_* folders, in order."""
     folders = sorted(trial.glob("checkpoint_*"))
-    return [int(torch.load(f / STATE_FILE, map_location="cpu", weights_only=True)["epoch"]) for f in folders]
+    return [
+        int(torch.load(f / CHECKPOINT_STATE_FILE, map_location="cpu", weights_only=True)["epoch"])
+        for f in folders
+    ]
 
 
 def _recorder() -> tuple[Any, dict[int, list[tuple]]]:

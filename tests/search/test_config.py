@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from pathlib import Path
 
@@ -61,8 +60,8 @@ def test_valid_spec_loads_with_defaults(tmp_path: Path) -> None:
     [
         (
             {"model.encoder": {"choice": ["tu-test_efficientnet", "resnet5"]}},
-            "search.space.model.encoder: value 'resnet5' is not valid: model.encoder: unknown encoder 'resnet5'. "
-            "Did you mean 'resnet50'?",
+            "search.space.model.encoder: value 'resnet5' is not valid: model.encoder: unknown encoder "
+            "'resnet5'. Did you mean 'resnet50'?",
         ),
         (
             {"model.decoder": {"choice": ["unet", "unetpp"]}},
@@ -185,21 +184,11 @@ def test_wandb_mode_auto_follows_the_api_key() -> None:
 def test_invalid_spec_fails_before_ray_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import ray
 
-    from search.commands import cmd_search
+    import launch
 
     path = _write(tmp_path, search__space={"model.encoder": {"choice": ["resnet5"]}})
-    args = argparse.Namespace(
-        spec=str(path),
-        storage=str(tmp_path / "runs"),
-        name=None,
-        address=None,
-        resume=False,
-        overwrite=False,
-        overrides=[],
-        data=None,
-    )
     was_running = ray.is_initialized()
-    assert cmd_search(args) == 2
+    assert launch.main(["search", str(path), "--storage", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert "unknown encoder 'resnet5'" in err and str(path) in err
     assert ray.is_initialized() == was_running
@@ -209,30 +198,19 @@ def test_invalid_spec_fails_before_ray_starts(tmp_path: Path, capsys: pytest.Cap
 def test_existing_experiment_needs_resume_or_overwrite(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from search.commands import cmd_search
+    import launch
 
     path = _write(tmp_path)
     exp = tmp_path / "runs" / "t"
     exp.mkdir(parents=True)
     (exp / "keep.txt").write_text("results")
-    args = argparse.Namespace(
-        spec=str(path),
-        storage=str(tmp_path / "runs"),
-        name=None,
-        address=None,
-        resume=False,
-        overwrite=False,
-        overrides=[],
-        data=None,
-    )
-    assert cmd_search(args) == 2
+    search = ["search", str(path), "--storage", str(tmp_path / "runs")]
+    assert launch.main(search) == 2
     assert "exists: pass --resume to continue that experiment or --overwrite" in capsys.readouterr().err
     assert (exp / "keep.txt").exists()
-    args.resume = True
-    assert cmd_search(args) == 2  # Tune saved nothing there: nothing to resume
+    assert launch.main([*search, "--resume"]) == 2  # Tune saved nothing there: nothing to resume
     assert "no spec.yaml" in capsys.readouterr().err
-    args.name, args.resume = "absent", True
-    assert cmd_search(args) == 2
+    assert launch.main([*search, "--resume", "--name", "absent"]) == 2
     assert "does not exist; nothing to resume" in capsys.readouterr().err
 
 

@@ -8,22 +8,10 @@ import pytest
 import torch
 
 from search.config import load_search_spec
-from search.tuner import local_runtime_env, run_search
+from search.tuner import run_search
 from tests.search.helpers import results, trial_dirs, write_spec
 
 ray = pytest.importorskip("ray")
-
-
-@pytest.fixture
-def local_ray(request: pytest.FixtureRequest):
-    """A private local Ray with the resources and worker environment a test asks for."""
-
-    def start(env: dict[str, str] | None = None, **resources: float) -> None:
-        assert not ray.is_initialized(), "another test left Ray running"
-        ray.init(include_dashboard=False, runtime_env=local_runtime_env(env), **resources)
-
-    yield start
-    ray.shutdown()
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@ everything, and W&B has one offline run per trial with the trial's config."""
 
 from __future__ import annotations
 
-import argparse
 import math
 import pickle
 from pathlib import Path
@@ -18,14 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "spaces" / "quickstart.yaml"
 
 
-@pytest.fixture
-def no_ray():
-    ray = pytest.importorskip("ray")
-    assert not ray.is_initialized(), "another test left Ray running"
-    yield
-    ray.shutdown()
-
-
 def _same(a: object, b: object) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return math.isclose(float(a), float(b), rel_tol=1e-9)  # type: ignore[arg-type]
@@ -34,7 +25,7 @@ def _same(a: object, b: object) -> bool:
 
 @pytest.mark.slow
 def test_quickstart_search(tmp_path: Path, no_ray: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from search.commands import cmd_search
+    import launch
     from search.config import load_search_spec
     from search.space import space_from_spec
 
@@ -46,17 +37,7 @@ def test_quickstart_search(tmp_path: Path, no_ray: None, monkeypatch: pytest.Mon
     old.mkdir(parents=True)
     for name in ("spec.yaml", "tuner.pkl", "train_trial_old_00000/result.json"):
         (old.parent / name).write_text("old\n", encoding="utf-8")
-    args = argparse.Namespace(
-        spec=str(QUICKSTART),
-        storage=str(tmp_path / "runs"),
-        name=None,
-        address=None,
-        resume=False,
-        overwrite=True,
-        overrides=[],
-        data=None,
-    )
-    assert cmd_search(args) == 0
+    assert launch.main(["search", str(QUICKSTART), "--storage", str(tmp_path / "runs"), "--overwrite"]) == 0
     exp = tmp_path / "runs" / "quickstart"
     assert not old.exists() and not list(exp.parent.glob(".quickstart.replaced-*"))
 
@@ -89,6 +70,29 @@ def test_quickstart_search(tmp_path: Path, no_ray: None, monkeypatch: pytest.Mon
     epochs = {tid: int(r[-1]["training_iteration"]) for tid, r in rows.items()}
     assert min(epochs.values()) < spec.train.epochs <= max(epochs.values())
     assert all("val/score_best" in r[-1] and "fold1/val/dice" in r[-1] for r in rows.values())
+
+    # The Optuna study lives in the folder's journal (what optuna-dashboard reads): Optuna's own API finds
+    # every trial with its parameters, the value reported at each epoch and the final value.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalStorage(JournalFileBackend(str(exp / "optuna.journal")))
+    study = optuna.load_study(study_name=spec.name, storage=journal)
+    assert len(study.trials) == len(rows)
+    for tid, reported in rows.items():
+        trial = study.trials[searcher["_ot_trials"][tid].number]
+        assert trial.state == optuna.trial.TrialState.COMPLETE
+        assert trial.params == searcher["_ot_trials"][tid].params
+        per_epoch = {int(r["training_iteration"]): r["val/score_best"] for r in reported}
+        # Tune hands a trial's last result to the searcher as its final value (on_trial_complete), not as
+        # an intermediate one: the journal holds every epoch before the last, then the final value
+        last = max(per_epoch)
+        assert set(trial.intermediate_values) | {last} == set(per_epoch)
+        assert trial.intermediate_values == pytest.approx(
+            {e: per_epoch[e] for e in trial.intermediate_values}
+        )
+        assert trial.value == pytest.approx(reported[-1]["val/score_best"])
 
     # One offline W&B run per trial in the experiment folder, its config the trial's.
     run_files = sorted((exp / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import yaml
 
-from search.commands import cmd_wandb_sweep
+import launch
 
 SPEC = {
     "name": "sw",
@@ -35,8 +34,7 @@ def test_sweep_export(tmp_path: Path) -> None:
     spec_path = tmp_path / "spec.yaml"
     spec_path.write_text(yaml.safe_dump(SPEC), encoding="utf-8")
     out = tmp_path / "sweep.yaml"
-    args = argparse.Namespace(spec=str(spec_path), out=str(out), overrides=[], data=None)
-    assert cmd_wandb_sweep(args) == 0
+    assert launch.main(["wandb-sweep", str(spec_path), "--out", str(out)]) == 0
     sweep = yaml.safe_load(out.read_text(encoding="utf-8"))
     assert sweep["method"] == "bayes"
     assert sweep["metric"] == {"name": "val/score_best", "goal": "maximize"}

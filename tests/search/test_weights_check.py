@@ -3,14 +3,13 @@ weight files are given to the trials by absolute path (they run in their own fol
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from search.commands import _load, cmd_search
+from search.commands import _load
 from search.config import load_search_spec
 from search.space import check_weights, space_from_spec, weight_pairs, weights_errors
 from tests.model_zoo.test_weights import _put_hf
@@ -30,17 +29,10 @@ def caches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "hf"
 
 
-def _args(spec: Path, storage: Path) -> argparse.Namespace:
-    return argparse.Namespace(
-        spec=str(spec),
-        overrides=[],
-        data=None,
-        storage=str(storage),
-        name=None,
-        address=None,
-        resume=False,
-        overwrite=False,
-    )
+def _search(spec: Path, storage: Path) -> int:
+    import launch
+
+    return launch.main(["search", str(spec), "--storage", str(storage)])
 
 
 def test_search_refuses_missing_cached_weights_before_ray(
@@ -53,7 +45,7 @@ def test_search_refuses_missing_cached_weights_before_ray(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("reached past the weights check")
 
-    monkeypatch.setattr(search.tuner, "load_data", never)
+    monkeypatch.setattr(search.tuner, "load_run_data", never)
     monkeypatch.setattr(search.tuner, "init_ray", never)
     _put_hf(caches, EFFICIENTNET_REPO, None, {"model.safetensors": b"present"})
     spec = write_spec(
@@ -65,7 +57,7 @@ def test_search_refuses_missing_cached_weights_before_ray(
             },
         },
     )
-    assert cmd_search(_args(spec, tmp_path / "runs")) == 2
+    assert _search(spec, tmp_path / "runs") == 2
     err = capsys.readouterr().err
     assert "model.encoder=tu-mobilenetv3_small_050" in err
     assert "python launch.py fetch-weights tu-mobilenetv3_small_050" in err
@@ -142,7 +134,9 @@ def test_relative_weight_paths_become_absolute_when_the_spec_is_loaded(
     )
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    spec = _load(_args(path, tmp_path / "runs"))
+    import launch
+
+    spec = _load(launch.build_parser().parse_args(["search", str(path), "--storage", str(tmp_path / "runs")]))
     assert spec.model.encoder_weights == str(tmp_path / "w" / "base.pth")
     choices = [str(tmp_path / "w" / "a.safetensors"), None, "imagenet"]
     assert spec.search.space["model.encoder_weights"]["choice"] == choices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -16,10 +17,11 @@ import pytest
 import torch
 
 from model_zoo.losses import class_weights_from_counts
+from trainables.config import TrainConfig
 from trainables.data.cache import BUSDataset, load_dataset
 from trainables.data.splits import SplitIndices, make_splits, split_indices
 from trainables.device import DeviceError
-from trainables.loop import CrossValLoop, NonFiniteLossError, lr_factor
+from trainables.loop import CrossValLoop, NonFiniteLossError, build_scheduler
 from trainables.metrics import lesion_mask
 from trainables.spec import Spec, spec_from_dict
 
@@ -52,18 +54,47 @@ def data() -> tuple[BUSDataset, SplitIndices, dict]:
     return dataset, split_indices(splits, dataset), splits
 
 
-def test_lr_factor_shapes() -> None:
-    assert [lr_factor(s, 10, 4, "constant") for s in (0, 3, 4, 9)] == [0.25, 1.0, 1.0, 1.0]
-    cos = [lr_factor(s, 10, 2, "cosine") for s in range(10)]
-    assert cos[1] == 1.0 and cos[2] == 1.0 and cos[9] == pytest.approx(0.5 * (1 + math.cos(math.pi * 7 / 8)))
-    assert all(a >= b for a, b in itertools.pairwise(cos[2:]))
-    one = [lr_factor(s, 100, 0, "onecycle") for s in range(101)]
-    assert (
-        one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0) and one[100] == pytest.approx(1e-4)
+def _lr_factors(schedule: str, epochs: int, warmup_epochs: int, steps_per_epoch: int = 1) -> list[float]:
+    """The LR multiplier at each optimizer step of the loop's scheduler (torch's), two parameter groups."""
+    cfg = dataclasses.replace(TrainConfig(), schedule=schedule, epochs=epochs, warmup_epochs=warmup_epochs)
+    params = [torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))]
+    opt = torch.optim.AdamW([{"params": [params[0]]}, {"params": [params[1]], "weight_decay": 0.0}], lr=2e-3)
+    scheduler = build_scheduler(opt, cfg, steps_per_epoch)
+    out = []
+    for _ in range(epochs * steps_per_epoch):
+        assert opt.param_groups[0]["lr"] == opt.param_groups[1]["lr"]
+        out.append(opt.param_groups[0]["lr"] / 2e-3)
+        opt.step()
+        scheduler.step()
+    return out
+
+
+def test_schedules_are_the_documented_shapes() -> None:
+    # constant: linear warm-up lr/w .. lr over w steps, then lr
+    assert _lr_factors("constant", 10, 4) == pytest.approx([0.25, 0.5, 0.75, 1.0, *[1.0] * 6])
+    # cosine: the same warm-up, then 0.5 (1 + cos(pi t)) over the remaining steps
+    w, total = 2 * 3, 10 * 3
+    expected = [
+        (s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / (total - w))) for s in range(total)
+    ]
+    assert _lr_factors("cosine", 10, 2, steps_per_epoch=3) == pytest.approx(expected, abs=1e-12)
+    assert _lr_factors("cosine", 10, 0) == pytest.approx(
+        [0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(10)]
     )
-    assert int(np.argmax(one)) == 30
+    # onecycle (torch's OneCycleLR): lr/25 -> lr at 30% of the run -> lr/1e4 at the end, cosine both ways
+    one = _lr_factors("onecycle", 100, 0)
+    assert (
+        one[0] == pytest.approx(1 / 25) and max(one) == pytest.approx(1.0) and one[-1] == pytest.approx(1e-4)
+    )
+    assert int(np.argmax(one)) == 29
+    assert all(a <= b for a, b in itertools.pairwise(one[:30])) and all(
+        a >= b for a, b in itertools.pairwise(one[29:])
+    )
+    assert _lr_factors("onecycle", 1, 0) == [1.0]  # too short to cycle: the base LR
+    assert _lr_factors("onecycle", 3, 0) == pytest.approx([1 / 25, 1.0, 1e-4])  # up one step, down one
+    unknown = dataclasses.replace(TrainConfig(), schedule="step")  # replace does not validate
     with pytest.raises(ValueError, match=r"expected cosine \| onecycle \| constant"):
-        lr_factor(0, 10, 0, "step")
+        build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), unknown, 1)
 
 
 def test_step_reports_every_fold_and_the_cv_mean(data: tuple) -> None:

@@ -23,7 +23,10 @@ from trainables.spec import (
     set_dotted,
     spec_from_dict,
     spec_hash,
+    spec_sections,
     spec_to_dict,
+    trial_spec,
+    trial_spec_dict,
     unflatten,
 )
 
@@ -33,7 +36,7 @@ SPACES = sorted((REPO / "spaces").glob("*.yaml"))
 
 def train_specs() -> list[Path]:
     """Shipped plain train specs; a file with a ``search:`` section belongs to search/, one with
-    ``stages:`` is a pipeline (analysis/pipeline_config.py), each tested there."""
+    ``stages:`` is a pipeline (pipeline/config.py), each tested there."""
     return [p for p in SPACES if not {"search", "stages"} & set(yaml.safe_load(p.read_text()) or {})]
 
 
@@ -78,11 +81,13 @@ def test_issue_error_forms() -> None:
         ),
         (
             {"model": {"latent_aug": {"mode": "noise+mixpu"}}},
-            "model.latent_aug.mode: expected one of none, noise, mixup, noise+mixup, got 'noise+mixpu' (did you mean 'noise+mixup'?)",
+            "model.latent_aug.mode: expected one of none, noise, mixup, noise+mixup, got 'noise+mixpu' "
+            "(did you mean 'noise+mixup'?)",
         ),
         (
             {"name": "my run/1"},
-            "name: 'my run/1' is not a valid name: use letters, digits and . _ + - (it names the output folder)",
+            "name: 'my run/1' is not a valid name: use letters, digits and . _ + - (it names the output "
+            "folder)",
         ),
         ({"trian": {}}, "trian: unknown key, did you mean train?"),
     ],
@@ -150,7 +155,8 @@ def test_errors_of_several_sections_are_reported_together() -> None:
         ),
         (
             {"data": {"image_size": 100}},
-            "data.image_size: 100 does not suit model.encoder / model.decoder: input of height=100, width=100",
+            "data.image_size: 100 does not suit model.encoder / model.decoder: input of height=100, "
+            "width=100",
         ),
         (
             {"model": {"decoder_options": {"decoder_chanels": [8]}}},
@@ -415,3 +421,20 @@ def test_quickstart_is_small_cpu_and_offline() -> None:
     assert spec.model.encoder_weights is None  # nothing to download
     assert spec.data.image_size <= 64
     assert spec.train.epochs <= 10
+
+
+def test_trial_spec_keeps_the_spec_sections_and_sets_the_trial_overrides() -> None:
+    from search.config import SearchSpec
+
+    assert spec_sections(Spec) == ("name", "data", "model", "train")
+    assert set(spec_sections(SearchSpec)) > set(spec_sections(Spec))  # derived from the type, not listed
+    search = {"num_samples": 3, "space": {"train.lr": {"loguniform": [1.0e-4, 1.0e-2]}}}
+    base = spec_to_dict(spec_from_dict({"name": "s", "search": search}, SearchSpec))
+    d = trial_spec_dict(base, {"train.lr": 0.01, "model.latent_aug.mode": "noise"})
+    assert set(d) == {"name", "data", "model", "train"}  # search, resources, ... are the driver's
+    assert d["train"]["lr"] == 0.01 and d["model"]["latent_aug"]["mode"] == "noise"
+    assert base["train"]["lr"] != 0.01 and base["model"]["latent_aug"]["mode"] == "none"  # base untouched
+    spec = trial_spec(base, {"train.lr": 0.01})
+    assert isinstance(spec, Spec) and spec.train.lr == 0.01 and spec.name == "s"
+    with pytest.raises(SpecError, match=r"train\.lr"):
+        trial_spec(base, {"train.lr": -1.0})

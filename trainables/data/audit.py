@@ -196,7 +196,8 @@ def find_problems(scan: ScanResult, inspections: Sequence[Inspection]) -> list[s
     if scan.missing_mask == "error" and scan.missing_masks:
         problems.append(
             f"{len(scan.missing_masks)} image(s) without a mask under missing_mask=error: "
-            f"{listing([printable(m) for m in scan.missing_masks])} (use missing_mask empty or skip to accept them)"
+            f"{listing([printable(m) for m in scan.missing_masks])} (use missing_mask empty or skip to "
+            "accept them)"
         )
     used = {c: 0 for c in scan.classes}
     for r in scan.records:

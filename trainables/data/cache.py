@@ -7,11 +7,11 @@ the generated synthetic set. Delete the folder, or call :func:`clear_cache`, to 
 
 Key: the data fingerprint (:func:`scan.data_fingerprint`: sha256 of the bytes of every image and mask
 with its relative path, label and the class list) plus the preprocessing settings (``image_size``,
-``resize``, ``classes``, ``missing_mask``, ``dedup``) and :data:`CACHE_VERSION`. Content, not modification times, so
-another node or a fresh copy of the same files reuses the entry, and any changed byte, file or setting
-makes a new one. An entry is written into a temporary folder and renamed into place (atomic), under a
-lock file so that concurrent trials build it once. Arrays load memory-mapped read-only, so processes on
-one machine share the pages.
+``resize``, ``classes``, ``missing_mask``, ``dedup``) and :data:`CACHE_VERSION`. Content, not
+modification times, so another node or a fresh copy of the same files reuses the entry, and any changed
+byte, file or setting makes a new one. An entry is written into a temporary folder and renamed into
+place (atomic), under a lock file so that concurrent trials build it once. Arrays load memory-mapped
+read-only, so processes on one machine share the pages.
 
 A full disk is a :class:`DataError` before anything is decoded: the free space is checked against the
 entry's size and the array files are allocated up front (``posix_fallocate``), since writing into a
@@ -60,7 +60,8 @@ _ENTRY_NAME = {"datasets": re.compile(r"[0-9a-f]{24}"), "synthetic": re.compile(
 
 
 def cache_dir() -> Path:
-    """The cache root: ``$BUS_CACHE_DIR``, else ``$XDG_CACHE_HOME/bus-search``, else ``~/.cache/bus-search``."""
+    """The cache root: ``$BUS_CACHE_DIR``, else ``$XDG_CACHE_HOME/bus-search``, else
+    ``~/.cache/bus-search``."""
     if os.environ.get("BUS_CACHE_DIR"):
         return Path(os.environ["BUS_CACHE_DIR"]).expanduser()
     if os.environ.get("XDG_CACHE_HOME"):
@@ -136,7 +137,8 @@ def remove_dead_temps(folder: Path) -> list[str]:
             removed.append(path.name)
     if removed:
         print(
-            f"data: removed {len(removed)} temporary cache folder(s) of builds that died: {', '.join(removed)}",
+            f"data: removed {len(removed)} temporary cache folder(s) of builds that died: "
+            f"{', '.join(removed)}",
             file=sys.stderr,
         )
     return removed

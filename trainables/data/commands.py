@@ -10,22 +10,19 @@ from pathlib import Path
 import numpy as np
 
 from trainables.data.audit import format_audit, run_audit
-from trainables.data.errors import DataError
 from trainables.data.scan import data_fingerprint, printable
 from trainables.data.splits import SplitSource, make_splits, save_splits
 
 
 def _fail(verb: str, message: str) -> int:
+    """A finished audit that found the folder unusable: its problems, exit 2 (raised errors: launch.py)."""
     print(f"{verb}: {message}", file=sys.stderr)
     return 2
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Print the audit report of ``args.data_dir`` (and write ``--json``); 0 usable, 2 not usable."""
-    try:
-        audit = run_audit(args.data_dir, args.classes, args.missing_mask, progress=sys.stderr.isatty())
-    except DataError as exc:
-        return _fail("audit", str(exc))
+    audit = run_audit(args.data_dir, args.classes, args.missing_mask, progress=sys.stderr.isatty())
     print(format_audit(audit))
     if args.json_out:
         out = Path(args.json_out)
@@ -39,30 +36,27 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_splits(args: argparse.Namespace) -> int:
     """Write a hold-out test part + stratified group K folds of ``args.data_dir`` to ``args.out``."""
-    try:
-        audit = run_audit(args.data_dir, args.classes, args.missing_mask, progress=sys.stderr.isatty())
-        if audit.problems:
-            return _fail(
-                "splits", f"{args.data_dir} is not usable (run audit):\n  - " + "\n  - ".join(audit.problems)
-            )
-        scan = audit.scan
-        conflicting = set(audit.report["conflicting_labels"]) if args.conflicting_labels == "drop" else set()
-        use = [i for i, r in enumerate(scan.records) if r.path not in conflicting]
-        if conflicting:
-            print(
-                f"left out {len(conflicting)} image(s) whose duplicates are filed under another class "
-                f"(--conflicting-labels keep to use them): {', '.join(map(printable, sorted(conflicting)))}"
-            )
-        source = SplitSource(
-            paths=[scan.records[i].path for i in use],
-            labels=np.array([scan.records[i].label for i in use], dtype=np.int64),
-            groups=audit.groups[use],
-            fingerprint=data_fingerprint(scan),
-            class_names=scan.classes,
+    audit = run_audit(args.data_dir, args.classes, args.missing_mask, progress=sys.stderr.isatty())
+    if audit.problems:
+        return _fail(
+            "splits", f"{args.data_dir} is not usable (run audit):\n  - " + "\n  - ".join(audit.problems)
         )
-        splits = make_splits(source, args.folds, args.test_fraction, args.seed)
-    except DataError as exc:
-        return _fail("splits", str(exc))
+    scan = audit.scan
+    conflicting = set(audit.report["conflicting_labels"]) if args.conflicting_labels == "drop" else set()
+    use = [i for i, r in enumerate(scan.records) if r.path not in conflicting]
+    if conflicting:
+        print(
+            f"left out {len(conflicting)} image(s) whose duplicates are filed under another class "
+            f"(--conflicting-labels keep to use them): {', '.join(map(printable, sorted(conflicting)))}"
+        )
+    source = SplitSource(
+        paths=[scan.records[i].path for i in use],
+        labels=np.array([scan.records[i].label for i in use], dtype=np.int64),
+        groups=audit.groups[use],
+        fingerprint=data_fingerprint(scan),
+        class_names=scan.classes,
+    )
+    splits = make_splits(source, args.folds, args.test_fraction, args.seed)
     path = save_splits(splits, args.out)
     class_of = {r.path: r.class_name for r in scan.records}
 
@@ -88,9 +82,6 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
         kwargs["n_per_class"] = tuple(args.n_per_class)
     if args.size is not None:
         kwargs["size"] = args.size
-    try:
-        out = make_synthetic(args.out, progress=sys.stderr.isatty(), **kwargs)
-    except ValueError as exc:
-        return _fail("make-synthetic", str(exc))
+    out = make_synthetic(args.out, progress=sys.stderr.isatty(), **kwargs)
     print(f"wrote the synthetic set to {out}")
     return 0

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from model_zoo.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A problem with the data on disk or with a data setting; file problems name the file.
 
     ``path`` and ``reason`` are set for problems with one file, so that reports can list them apart.

@@ -33,7 +33,8 @@ MAX_PIXELS_ENV = "BUS_MAX_PIXELS"
 
 
 def pixel_limit() -> int:
-    """Most pixels (width x height) one image may have: ``$BUS_MAX_PIXELS``, else :data:`DEFAULT_MAX_PIXELS`."""
+    """Most pixels (width x height) one image may have: ``$BUS_MAX_PIXELS``, else
+    :data:`DEFAULT_MAX_PIXELS`."""
     raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
     if not raw:
         return DEFAULT_MAX_PIXELS

@@ -78,10 +78,10 @@ def _assign(counts: np.ndarray, targets: np.ndarray, rng: np.random.Generator) -
     the increase of ``sum_c (filled_bc - target_bc)^2 / w_b``, i.e. ``sum_c v_c (2 (filled_bc - target_bc)
     + v_c) / w_b``; ties go to the part with the largest total remaining room, then the lower index.
     Weighing each part by its share makes parts fill in proportion (equal marginal cost at equal relative
-    deficit); with plain absolute deviations the big part (development, 80%) always cost less for a large group,
-    so every multi-image group went to development and the test part held singletons only (full BUSI,
-    seed 42: 128 of 128 test images, against 224 of 510 development images). Parts of equal share (the
-    folds) are assigned exactly as by absolute deviations.
+    deficit); with plain absolute deviations the big part (development, 80%) always cost less for a large
+    group, so every multi-image group went to development and the test part held singletons only (full
+    BUSI, seed 42: 128 of 128 test images, against 224 of 510 development images). Parts of equal share
+    (the folds) are assigned exactly as by absolute deviations.
     """
     sizes = counts.sum(axis=1)
     order = rng.permutation(len(counts))
@@ -204,7 +204,8 @@ def validate_splits(splits: dict, data: SplitData) -> None:
             if group_of[p] in train_groups:
                 mates = sorted(m for m in by_group[group_of[p]] if m in train_set)
                 raise DataError(
-                    f"splits: duplicate group leaks: {p} ({part[p]}) has a duplicate in folds[{k}].train: {listing(mates)}"
+                    f"splits: duplicate group leaks: {p} ({part[p]}) has a duplicate in folds[{k}].train: "
+                    f"{listing(mates)}"
                 )
     for members in by_group.values():
         parts = {part[p] for p in members if p in part}
@@ -214,8 +215,8 @@ def validate_splits(splits: dict, data: SplitData) -> None:
     fingerprint = splits.get("fingerprint")
     if fingerprint is not None and fingerprint != data.fingerprint:
         warnings.warn(
-            "splits: fingerprint differs from the dataset's (the files changed since the splits were written); "
-            "using the splits as given after checking them",
+            "splits: fingerprint differs from the dataset's (the files changed since the splits were "
+            "written); using the splits as given after checking them",
             stacklevel=2,
         )
 

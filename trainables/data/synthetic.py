@@ -29,6 +29,7 @@ from PIL import Image
 from scipy import ndimage
 
 from trainables.data.config import DEFAULT_CLASSES
+from trainables.data.errors import DataError
 
 CLASSES: tuple[str, ...] = DEFAULT_CLASSES
 MANIFEST_NAME = "synthetic.json"
@@ -344,16 +345,16 @@ def render(rng: np.random.Generator, kind: str, size: int, two_lesions: bool = F
 def _check_args(n_per_class: Sequence[int], size: int, seed: int) -> tuple[int, ...]:
     counts = tuple(n_per_class)
     if len(counts) != len(CLASSES):
-        raise ValueError(
+        raise DataError(
             f"n_per_class: expected {len(CLASSES)} counts ({', '.join(CLASSES)}), got {len(counts)}: {counts}"
         )
     for name, n in zip(CLASSES, counts):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-            raise ValueError(f"n_per_class: the {name} count must be a positive integer, got {n!r}")
+            raise DataError(f"n_per_class: the {name} count must be a positive integer, got {n!r}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < MIN_SIZE:
-        raise ValueError(f"size: expected an integer >= {MIN_SIZE} pixels, got {size!r}")
+        raise DataError(f"size: expected an integer >= {MIN_SIZE} pixels, got {size!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
+        raise DataError(f"seed: expected a non-negative integer, got {seed!r}")
     return tuple(int(n) for n in counts)
 
 
@@ -419,7 +420,7 @@ def make_synthetic(
     counts = _check_args(n_per_class, size, seed)
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST_NAME).is_file())):
-        raise ValueError(
+        raise DataError(
             f"{out}: exists and is not a synthetic set (no {MANIFEST_NAME}); refusing to overwrite"
         )
     plan = _plan(np.random.default_rng([seed, 7919]), counts, duplicates)

@@ -22,7 +22,8 @@ from trainables.data.splits import (
 
 
 def _source(counts: tuple[int, ...], group_sizes: list[int] | None = None, seed: int = 0) -> SplitSource:
-    """Images per class; ``group_sizes`` merges consecutive shuffled images (across classes too) into groups."""
+    """Images per class; ``group_sizes`` merges consecutive shuffled images (across classes too) into
+    groups."""
     labels = np.repeat(np.arange(len(counts)), counts).astype(np.int64)
     paths = [f"c{c}/img {i}.png" for i, c in enumerate(labels)]
     groups = np.arange(len(labels), dtype=np.int64)

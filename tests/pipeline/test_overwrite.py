@@ -3,19 +3,18 @@ the storage, and an outdated refit is kept aside until the new one is done (back
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import analysis.pipeline as P
 import analysis.refit
-from analysis.commands_pipeline import cmd_pipeline
-from analysis.pipeline_config import load_pipeline
-from analysis.pipeline_state import PipelineState
-from tests.analysis.pipeline_helpers import write_pipeline
-from tests.analysis.test_pipeline_runner import Fakes
+import launch
+import pipeline.run as P
+from pipeline.config import load_pipeline
+from pipeline.state import PipelineState
+from tests.pipeline.helpers import write_pipeline
+from tests.pipeline.test_run import Fakes
 
 
 @pytest.mark.parametrize("name", ["..", ".", "../elsewhere", "a/b"])
@@ -26,16 +25,7 @@ def test_pipeline_name_stays_inside_the_storage(
     path = write_pipeline(tmp_path / "p")
     storage = tmp_path / "runs"
     storage.mkdir()
-    args = argparse.Namespace(
-        thesis=str(path),
-        data=None,
-        storage=str(storage),
-        smoke=False,
-        rerun_stage=[],
-        address=None,
-        name=name,
-    )
-    assert cmd_pipeline(args) == 2
+    assert launch.main(["pipeline", str(path), "--storage", str(storage), "--name", name]) == 2
     assert "is not a valid name" in capsys.readouterr().err
     assert not list(tmp_path.rglob("pipeline.json"))
 

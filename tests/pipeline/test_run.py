@@ -4,17 +4,16 @@ refused unless --rerun-stage names it, and a changed winner re-runs the stages t
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-import analysis.pipeline as P
-from analysis.commands_pipeline import cmd_pipeline
-from analysis.pipeline_state import PipelineState, StageChangedError
-from tests.analysis.pipeline_helpers import spec, write_pipeline
+import launch
+import pipeline.run as P
+from pipeline.state import PipelineState, StageChangedError
+from tests.pipeline.helpers import spec, write_pipeline
 from trainables.spec import flatten
 
 
@@ -161,30 +160,22 @@ def test_cli_exit_codes(
     Fakes(monkeypatch)
     path = write_pipeline(tmp_path / "p")
 
-    def args(**kw: Any) -> argparse.Namespace:
-        base = {
-            "thesis": str(path),
-            "data": None,
-            "storage": str(tmp_path / "runs"),
-            "smoke": False,
-            "rerun_stage": [],
-            "address": None,
-            "name": None,
-        }
-        return argparse.Namespace(**{**base, **kw})
+    def pipeline(*argv: str) -> int:
+        storage = () if "--storage" in argv else ("--storage", str(tmp_path / "runs"))
+        return launch.main(["pipeline", str(path), *storage, *argv])
 
-    assert cmd_pipeline(args(rerun_stage=["nope"])) == 2
+    assert pipeline("--rerun-stage", "nope") == 2
     assert "--rerun-stage nope: no such stage; stages: enc, dec, att" in capsys.readouterr().err
-    assert cmd_pipeline(args(data=str(tmp_path / "missing"))) == 2
-    assert cmd_pipeline(args(storage="s3://bucket/runs")) == 2
+    assert pipeline("--data", str(tmp_path / "missing")) == 2
+    assert pipeline("--storage", "s3://bucket/runs") == 2
     assert "needs a local or mounted path" in capsys.readouterr().err
-    assert cmd_pipeline(args(name="named")) == 0
+    assert pipeline("--name", "named") == 0
     assert (
         "pipeline_report.md" in capsys.readouterr().out
         and (tmp_path / "runs" / "named" / "pipeline.json").is_file()
     )
     (tmp_path / "runs" / "other" / "enc").mkdir(parents=True)
-    assert cmd_pipeline(args(name="other")) == 2  # a folder the pipeline has no record of
+    assert pipeline("--name", "other") == 2  # a folder the pipeline has no record of
     assert "no record of it" in capsys.readouterr().err
 
 

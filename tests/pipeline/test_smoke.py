@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.pipeline import own_spec_dict, resolve_stage
-from analysis.pipeline_config import SmokeConfig, load_pipeline
-from analysis.pipeline_smoke import shrink_stage
+from pipeline.config import SmokeConfig, load_pipeline
+from pipeline.run import own_spec_dict, resolve_stage
+from pipeline.smoke import shrink_stage
 from search.config import SearchSpec
-from tests.analysis.pipeline_helpers import THESIS
+from tests.pipeline.helpers import THESIS
 from trainables.spec import spec_from_dict
 
 SMOKE = SmokeConfig(
@@ -68,6 +68,52 @@ def test_conditions_that_can_no_longer_hold_drop_their_parameters() -> None:
     space = d["search"]["space"]
     assert "model.latent_aug.alpha" not in space and info.dropped_params == ["model.latent_aug.alpha"]
     assert space["model.latent_aug.sigma"]["when"] == {"model.latent_aug.mode": ["noise"]}
+    spec_from_dict(d, SearchSpec)
+
+
+def test_a_dropped_parameter_takes_the_parameters_that_depend_on_it_along() -> None:
+    raw = _grid(
+        {
+            "model.latent_aug.mode": {"grid": ["none", "noise", "mixup"]},
+            "model.latent_aug.alpha": {"grid": [0.2, 0.4], "when": {"model.latent_aug.mode": ["mixup"]}},
+            "model.latent_aug.multiplier": {"grid": [1, 2], "when": {"model.latent_aug.alpha": [0.2]}},
+        }
+    )
+    d, info = shrink_stage(raw, SMOKE)
+    assert list(d["search"]["space"]) == ["model.latent_aug.mode"]
+    assert info.dropped_params == ["model.latent_aug.alpha", "model.latent_aug.multiplier"]
+    spec_from_dict(d, SearchSpec)
+
+
+def test_a_condition_on_the_encoder_follows_its_stand_in_in_the_form_written() -> None:
+    raw = _grid(
+        {
+            "model.encoder": {"grid": ["efficientnet-b6", "resnet50"]},
+            "model.latent_aug.sigma": {"grid": [0.05], "when": {"model.encoder": "efficientnet-b6"}},
+            "model.latent_aug.alpha": {
+                "grid": [0.2],
+                "when": {"model.encoder": ["resnet50", "efficientnet-b6"]},
+            },
+        }
+    )
+    d, _ = shrink_stage(raw, SMOKE)
+    space = d["search"]["space"]
+    assert space["model.latent_aug.sigma"]["when"] == {"model.encoder": "tu-test_efficientnet"}
+    assert space["model.latent_aug.alpha"]["when"] == {
+        "model.encoder": ["tu-test_resnet", "tu-test_efficientnet"]
+    }
+    spec_from_dict(d, SearchSpec)
+
+
+def test_numeric_entries_stay_as_written() -> None:
+    space = {
+        "model.decoder": {"choice": ["unet", "fpn", "unetplusplus"]},
+        "train.batch_size": {"quniform": [4, 16, 4]},
+    }
+    raw = {"name": "o", "search": {"algorithm": "optuna", "num_samples": 4, "space": space}}
+    d, _ = shrink_stage(raw, SMOKE)
+    assert d["search"]["space"] == raw["search"]["space"]  # an Optuna stage keeps every value
+    assert d["search"]["space"]["train.batch_size"]["quniform"] == [4, 16, 4]  # not parsed floats
     spec_from_dict(d, SearchSpec)
 
 

@@ -5,7 +5,8 @@ file) and may take fields from an earlier stage's winner::
 
     stages:
       - {name: stage1_encoders, spec: stage1_encoders.yaml, rank_by: macro_f1}
-      - {name: stage2_decoders, spec: stage2_decoders.yaml, inherit: {from: stage1_encoders, fields: [model.encoder]}}
+      - {name: stage2_decoders, spec: stage2_decoders.yaml,
+         inherit: {from: stage1_encoders, fields: [model.encoder]}}
     refit: {stage: stage2_decoders, epochs: auto}
     reference: {model.encoder: efficientnet-b6}      # the thesis's choices, for the report
     smoke: {set: {...}, grid_values: 2, num_samples: 3, encoder_stand_ins: {...}}
@@ -25,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from model_zoo.errors import RunFailedError, UserError
 from trainables.schema import SpecError, from_dict
 from trainables.spec import spec_from_dict
 
@@ -33,12 +35,24 @@ INHERITABLE_SECTIONS = ("model", "train")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 
-class PipelineError(RuntimeError):
-    """The pipeline cannot go on (a changed stage, a stage that produced no winner, ...)."""
+class PipelineError(RunFailedError, RuntimeError):
+    """The pipeline cannot go on (a stage that produced no winner, a failed stage or refit, ...): exit 1,
+    with how to continue."""
+
+    def describe(self) -> str:
+        return (
+            f"pipeline stopped: {self}\n(fix the cause and run the same command again: finished stages are "
+            "kept, an interrupted one resumes)"
+        )
 
 
-class PipelineInputError(PipelineError):
-    """A bad argument or folder: nothing was run."""
+class PipelineInputError(UserError, PipelineError):
+    """A bad argument or folder: nothing was run (exit 2)."""
+
+    exit_code = UserError.exit_code
+
+    def describe(self) -> str:
+        return UserError.describe(self)
 
 
 def _check_name(name: str) -> None:
@@ -123,7 +137,7 @@ class RefitSection:
 
 @dataclass
 class SmokeConfig:
-    """How ``--smoke`` shrinks every stage (see analysis/pipeline_smoke.py)."""
+    """How ``--smoke`` shrinks every stage (see pipeline/smoke.py)."""
 
     set: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "dotted spec key -> value, every stage"}

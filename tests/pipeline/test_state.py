@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.pipeline_config import PipelineError, PipelineInputError
-from analysis.pipeline_state import (
+from pipeline.config import PipelineError, PipelineInputError
+from pipeline.state import (
     ANALYZE,
     RERUN,
     RESUME,

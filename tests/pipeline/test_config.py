@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analysis.pipeline_config import load_pipeline
+from pipeline.config import load_pipeline
 from search.config import load_search_spec
-from tests.analysis.pipeline_helpers import ROOT, THESIS, spec, write_pipeline
+from tests.pipeline.helpers import ROOT, THESIS, spec, write_pipeline
 from trainables.schema import SpecError
 
 STAGE_FILES = [

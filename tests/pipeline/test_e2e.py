@@ -4,7 +4,6 @@ predicts held-out images; a repeated command skips everything; a changed spec is
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -12,32 +11,23 @@ from typing import Any
 
 import pytest
 
-from analysis.commands_pipeline import cmd_pipeline
-from tests.analysis.pipeline_helpers import THESIS
+from tests.pipeline.helpers import THESIS
 
 SMOKE_BUDGET_S = 15 * 60  # the issue's bound for the synthetic smoke run on 2 CPU cores
 STAGES = ["stage1_encoders", "stage2_decoders", "stage3_attention", "stage4_imbalance", "final"]
 
 
-@pytest.fixture
-def no_ray():
-    ray = pytest.importorskip("ray")
-    assert not ray.is_initialized(), "another test left Ray running"
-    yield
+def _pipeline(storage: Path, data: Path | None = None) -> int:
+    """``launch.py pipeline THESIS --smoke --storage STORAGE [--data DATA]``; its exit status, and Ray
+    must not be left running by it."""
+    import ray
+
+    import launch
+
+    argv = ["pipeline", str(THESIS), "--smoke", "--storage", str(storage)]
+    status = launch.main([*argv, "--data", str(data)] if data else argv)
     assert not ray.is_initialized(), "the pipeline left Ray running"
-
-
-def _args(storage: Path, data: Path | None = None, **kw: Any) -> argparse.Namespace:
-    base = {
-        "thesis": str(THESIS),
-        "data": str(data) if data else None,
-        "storage": str(storage),
-        "smoke": True,
-        "rerun_stage": [],
-        "address": None,
-        "name": None,
-    }
-    return argparse.Namespace(**{**base, **kw})
+    return status
 
 
 def _check_chain(folder: Path) -> dict[str, Any]:
@@ -77,7 +67,7 @@ def test_smoke_pipeline_on_the_synthetic_set(
     tmp_path: Path, no_ray: None, capsys: pytest.CaptureFixture
 ) -> None:
     start = time.monotonic()
-    assert cmd_pipeline(_args(tmp_path / "runs")) == 0
+    assert _pipeline(tmp_path / "runs") == 0
     wall = time.monotonic() - start
     with capsys.disabled():
         print(f"smoke pipeline on the synthetic set: {wall:.0f} s")
@@ -87,7 +77,7 @@ def test_smoke_pipeline_on_the_synthetic_set(
 
     # The same command again: nothing is re-run, the report is rebuilt.
     capsys.readouterr()
-    assert cmd_pipeline(_args(tmp_path / "runs")) == 0
+    assert _pipeline(tmp_path / "runs") == 0
     again = json.loads((folder / "pipeline.json").read_text(encoding="utf-8"))
     assert {s: again["stages"][s]["finished"] for s in STAGES} == {
         s: state["stages"][s]["finished"] for s in STAGES
@@ -98,7 +88,7 @@ def test_smoke_pipeline_on_the_synthetic_set(
     # Other data changes every stage's spec: refused, nothing touched.
     other = tmp_path / "other"
     other.mkdir()
-    assert cmd_pipeline(_args(tmp_path / "runs", data=other)) == 2
+    assert _pipeline(tmp_path / "runs", data=other) == 2
     err = capsys.readouterr().err
     assert "stage stage1_encoders: its spec changed" in err and "data.root: null ->" in err
     assert "--rerun-stage stage1_encoders" in err
@@ -109,7 +99,7 @@ def test_smoke_pipeline_on_real_busi(busi_subset: Path, tmp_path: Path, no_ray: 
     from analysis.predict import Predictor
 
     start = time.monotonic()
-    assert cmd_pipeline(_args(tmp_path / "runs", data=busi_subset)) == 0
+    assert _pipeline(tmp_path / "runs", data=busi_subset) == 0
     print(f"smoke pipeline on the real BUSI subset: {time.monotonic() - start:.0f} s")
     state = _check_chain(tmp_path / "runs" / "thesis-smoke")
     assert state["data_root"] == str(busi_subset.resolve())

@@ -3,9 +3,9 @@ stage, refit of the final winner, ``pipeline.json`` and ``pipeline_report.md``.
 
 Layout under ``<storage>/<name>/``: one experiment folder per stage (``<stage>/``, exactly what
 ``launch.py search`` writes, with its ``analysis/`` and, for the refit stage, ``refit/``), ``pipeline.json``
-(what each stage ran with and chose, see :mod:`analysis.pipeline_state`) and ``pipeline_report.md``.
+(what each stage ran with and chose, see :mod:`pipeline.state`) and ``pipeline_report.md``.
 
-A stage's spec is built from its file, then ``--smoke`` (:mod:`analysis.pipeline_smoke`), then ``--data``
+A stage's spec is built from its file, then ``--smoke`` (:mod:`pipeline.smoke`), then ``--data``
 (``data.root`` of every stage), then the inherited fields, taken from the winner's complete config
 (``best_config.yaml`` of the stage named by ``inherit.from``), and validated as a search spec before
 Ray starts. Stages run in order in one Ray session; the search and analysis are the ``search`` and
@@ -15,7 +15,6 @@ Ray starts. Stages run in order in one Ray session; the search and analysis are 
 from __future__ import annotations
 
 import copy
-import json
 import math
 import sys
 import time
@@ -24,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.pipeline_config import (
+from pipeline.config import (
+    INHERITABLE_SECTIONS,
     Pipeline,
     PipelineError,
     PipelineInputError,
@@ -32,8 +32,8 @@ from analysis.pipeline_config import (
     load_pipeline,
     stage_dict,
 )
-from analysis.pipeline_smoke import ShrinkInfo, shrink_stage
-from analysis.pipeline_state import (
+from pipeline.smoke import ShrinkInfo, shrink_stage
+from pipeline.state import (
     RERUN,
     RESUME,
     RUN,
@@ -44,10 +44,9 @@ from analysis.pipeline_state import (
     plan_stage,
 )
 from trainables.schema import SpecError
-from trainables.spec import flatten, set_dotted, spec_from_dict, spec_hash
+from trainables.spec import flatten, set_data_root, set_dotted, spec_from_dict, spec_hash
 
 Log = Callable[[str], None]
-SPEC_SECTIONS = ("model", "train")
 N_EXAMPLES_PER_CLASS = 1
 
 
@@ -65,13 +64,13 @@ def own_spec_dict(
     with ``data.root`` = ``data_root`` if given."""
     d, info = shrink_stage(stage.raw, smoke) if smoke is not None else (stage_dict(stage), None)
     if data_root is not None:
-        set_dotted(d, "data.root", str(Path(data_root).expanduser().resolve()))
+        set_data_root(d, data_root)
     return d, info
 
 
 def winner_config(spec: Any) -> dict[str, Any]:
     """The flat ``model.*`` / ``train.*`` fields of a winner's spec (what later stages can inherit)."""
-    return {k: v for k, v in flatten(spec).items() if k.split(".")[0] in SPEC_SECTIONS}
+    return {k: v for k, v in flatten(spec).items() if k.split(".")[0] in INHERITABLE_SECTIONS}
 
 
 def inherited_values(fields: Sequence[str], config: Mapping[str, Any], source: str = "") -> dict[str, Any]:
@@ -150,7 +149,8 @@ def run_pipeline(
     unknown = [s for s in rerun_stages if s not in pipeline.config.stage_names]
     if unknown:
         raise PipelineInputError(
-            f"--rerun-stage {', '.join(unknown)}: no such stage; stages: {', '.join(pipeline.config.stage_names)}"
+            f"--rerun-stage {', '.join(unknown)}: no such stage; "
+            f"stages: {', '.join(pipeline.config.stage_names)}"
         )
     if data is not None and not Path(data).expanduser().is_dir():
         raise PipelineInputError(f"--data {data}: not a folder")
@@ -188,7 +188,7 @@ def run_pipeline(
             import ray
 
             ray.shutdown()
-    from analysis.pipeline_report import write_pipeline_report
+    from pipeline.report import write_pipeline_report
 
     report = write_pipeline_report(pipeline, state, folder)
     log(f"pipeline report: {report}")
@@ -265,7 +265,8 @@ def run_stage(
     )
     w = summary["winner"]
     log(
-        f"=== {stage.name}: winner {w['trial_id']} {summary['metric']} {_fmt(w['score'])} ± {_fmt(w['score_std'])} "
+        f"=== {stage.name}: winner {w['trial_id']} {summary['metric']} "
+        f"{_fmt(w['score'])} ± {_fmt(w['score_std'])} "
         f"({', '.join(f'{k}={v}' for k, v in w['params'].items())})"
     )
     return record
@@ -466,8 +467,3 @@ def _fmt(x: Any) -> str:
         return f"{float(x):.4f}"
     except (TypeError, ValueError):
         return "-"
-
-
-def load_state(folder: str | Path) -> dict[str, Any]:
-    """``pipeline.json`` of a pipeline folder as a dict."""
-    return json.loads((Path(folder) / "pipeline.json").read_text(encoding="utf-8"))

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from analysis.pipeline_config import Pipeline
-from analysis.pipeline_state import PipelineState, now
+from pipeline.config import Pipeline
+from pipeline.state import PipelineState, now
 
 REPORT_NAME = "pipeline_report.md"
 TOP_ROWS = 5
@@ -151,8 +151,9 @@ def stage_section(index: int, name: str, record: Mapping[str, Any], folder: Path
     ]
     w, r = record["winner"], record.get("runner_up")
     choice = (
-        f"**Chosen:** trial `{w['trial_id']}`: {_params(w['params'])}: {metric} {_pm(w['score'], w['score_std'])}, "
-        f"Dice {_pm(w.get('dice'), w.get('dice_std'))}, macro-F1 {_pm(w.get('macro_f1'), w.get('macro_f1_std'))}."
+        f"**Chosen:** trial `{w['trial_id']}`: {_params(w['params'])}: "
+        f"{metric} {_pm(w['score'], w['score_std'])}, Dice {_pm(w.get('dice'), w.get('dice_std'))}, "
+        f"macro-F1 {_pm(w.get('macro_f1'), w.get('macro_f1_std'))}."
     )
     lines.append(choice)
     if r:
@@ -164,8 +165,8 @@ def stage_section(index: int, name: str, record: Mapping[str, Any], folder: Path
             else "a clearer gap than the winner's fold spread"
         )
         lines.append(
-            f"Runner-up: trial `{r['trial_id']}` ({_params(r['params'])}): {_pm(r['score'], r['score_std'])}; "
-            f"margin {_num(margin)}, {verdict}."
+            f"Runner-up: trial `{r['trial_id']}` ({_params(r['params'])}): "
+            f"{_pm(r['score'], r['score_std'])}; margin {_num(margin)}, {verdict}."
         )
     lines += ["", *_figures(record, exp, folder)]
     return lines
@@ -177,9 +178,10 @@ def refit_section(refit: Mapping[str, Any], folder: Path) -> list[str]:
     if refit.get("status") != "done":
         return [*lines, f"Not finished (status: {refit.get('status', 'not started')}).", ""]
     lines += [
-        f"Trial `{refit['trial_id']}` of `{refit['stage']}` (CV score {_num(refit.get('cv_score'))}) trained on all "
-        f"{refit.get('dev_images')} development images for {refit.get('epochs')} epochs ({refit.get('epochs_rule')}), "
-        f"then evaluated once on the {refit.get('n_test')} held-out test images "
+        f"Trial `{refit['trial_id']}` of `{refit['stage']}` (CV score {_num(refit.get('cv_score'))}) "
+        f"trained on all {refit.get('dev_images')} development images for {refit.get('epochs')} epochs "
+        f"({refit.get('epochs_rule')}), then evaluated once on the {refit.get('n_test')} held-out "
+        "test images "
         f"([test_report.json]({_rel(refit['outputs']['report'], folder)}), "
         f"[model bundle]({_rel(refit['outputs']['bundle'], folder)})).",
         "",
@@ -273,8 +275,9 @@ def write_pipeline_report(pipeline: Pipeline, state: PipelineState, folder: str 
         w = r.get("winner") or {}
         seconds = sum(float(r.get(k) or 0.0) for k in ("search_s", "analysis_s"))
         lines.append(
-            f"| `{name}` | {', '.join(searched_keys(r)) or '-'} | {r.get('n_trials', '-')} | {r.get('metric', '-')} | "
-            f"{_params(w.get('params') or {})} | {_pm(w.get('score'), w.get('score_std'))} | "
+            f"| `{name}` | {', '.join(searched_keys(r)) or '-'} | {r.get('n_trials', '-')} | "
+            f"{r.get('metric', '-')} | {_params(w.get('params') or {})} | "
+            f"{_pm(w.get('score'), w.get('score_std'))} | "
             f"{_pm(w.get('dice'), w.get('dice_std'))} | {_pm(w.get('macro_f1'), w.get('macro_f1_std'))} | "
             f"{_num(seconds, 0)} |"
         )

@@ -63,7 +63,8 @@ def spec(name: str, changes: dict[str, Any] | None = None) -> dict[str, Any]:
 def write_pipeline(
     folder: Path, pipeline: dict[str, Any] | None = None, specs: dict[str, dict] | None = None
 ) -> Path:
-    """A pipeline file ``pipeline.yaml`` and its stage specs in ``folder``; ``pipeline`` replaces top-level keys."""
+    """A pipeline file ``pipeline.yaml`` and its stage specs in ``folder``; ``pipeline`` replaces
+    top-level keys."""
     folder.mkdir(parents=True, exist_ok=True)
     for name in STAGES:
         d = (specs or {}).get(name) or spec(name)

@@ -17,23 +17,23 @@ The file is rewritten atomically after every change, so an interrupted pipeline 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.pipeline_config import PipelineError, PipelineInputError
+from model_zoo.files import write_text_atomic
+from pipeline.config import PipelineError, PipelineInputError
 
-STATE_FILE = "pipeline.json"
+PIPELINE_STATE_FILE = "pipeline.json"
 VERSION = 1
 SKIP, ANALYZE, RESUME, RUN, RERUN = "skip", "analyze", "resume", "run", "rerun"
 
 
-class StageChangedError(PipelineError):
-    """A finished or started stage whose spec differs from the one it ran with."""
+class StageChangedError(PipelineInputError):
+    """A finished or started stage whose spec differs from the one it ran with (exit 2: rerun it by name
+    with ``--rerun-stage`` or restore its spec)."""
 
 
 def normalise(value: Any) -> Any:
@@ -76,7 +76,8 @@ def plan_stage(
     allow_rerun: bool,
 ) -> Decision:
     """The :class:`Decision` for stage ``name`` (see the module docstring); raises
-    :class:`StageChangedError` / :class:`PipelineError` when the stage may not run without ``--rerun-stage``."""
+    :class:`StageChangedError` / :class:`PipelineError` when the stage may not run without
+    ``--rerun-stage``."""
     if record is None:
         if not exp_exists:
             return Decision(RUN, "not run yet")
@@ -122,11 +123,11 @@ class PipelineState:
 
     @property
     def path(self) -> Path:
-        return self.folder / STATE_FILE
+        return self.folder / PIPELINE_STATE_FILE
 
     @classmethod
     def load(cls, folder: str | Path) -> PipelineState:
-        path = Path(folder) / STATE_FILE
+        path = Path(folder) / PIPELINE_STATE_FILE
         if not path.exists():
             return cls(folder)
         try:
@@ -155,9 +156,5 @@ class PipelineState:
     def save(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.data["updated"] = now()
-        fd, tmp = tempfile.mkstemp(prefix=".pipeline.", suffix=".json", dir=self.folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(self.data, out, indent=1, default=str, allow_nan=True)
-            out.write("\n")
-        os.replace(tmp, self.path)
-        return self.path
+        text = json.dumps(self.data, indent=1, default=str, allow_nan=True) + "\n"
+        return write_text_atomic(self.path, text)
