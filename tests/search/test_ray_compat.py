@@ -308,15 +308,15 @@ def test_load_experiment_state_rejects_what_tune_did_not_write(tmp_path: Path) -
 
 def _checkpoint_result(path: Path, epoch: int) -> Any:
     """A checkpoint result as Tune records it (Ray 2.60's internal class), without Ray running."""
-    from ray.train import Checkpoint
     from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
 
     return _TrainingResult(Checkpoint(str(path)), {"epoch": float(epoch), "training_iteration": epoch})
 
 
 def _run_metadata_json(results: list[Any]) -> str:
-    from ray.train import CheckpointConfig
     from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune import CheckpointConfig
     from ray.tune.trainable.metadata import _TrainingRunMetadata
 
     manager = _CheckpointManager(CheckpointConfig())
