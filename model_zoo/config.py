@@ -97,3 +97,11 @@ class LossConfig:
     aug_weight: float = field(
         default=1.0, metadata={"min": 0.0, "help": "weight of latent-aug samples in cls loss"}
     )
+    presence_weight: float = field(
+        default=0.0,
+        metadata={"min": 0.0, "help": "weight of the image-level lesion-presence term in the seg loss"},
+    )
+    presence_top_k: int = field(
+        default=10,
+        metadata={"min": 1, "help": "px; presence logit = mean of the k largest seg logits (= min_area)"},
+    )

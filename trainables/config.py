@@ -90,6 +90,13 @@ class TrainConfig:
     min_area: int = field(
         default=10, metadata={"min": 0, "help": "px; a smaller predicted lesion counts as none"}
     )
+    lesion_gate: Literal["none", "classifier"] = field(
+        default="none",
+        metadata={
+            "help": "classifier: no lesion is drawn on an image the classification head calls normal "
+            "(validation, test, predict; the ungated figures are kept as val/ungated_*)"
+        },
+    )
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     select: dict[str, float] = field(
