@@ -109,6 +109,7 @@ def build_leaderboard(results: ExperimentResults, metric: str = "score") -> pd.D
             "epochs_run": info["epochs_run"],
             "max_epochs": info["max_epochs"],
             "scheduler_stopped": info["scheduler_stopped"],
+            "budget_stopped": info["budget_stopped"],
             "time_total_s": info["time_total_s"],
         }
         for m in metrics:

@@ -1,20 +1,21 @@
 """The analysis figures, as PNGs meant to be read at a glance (titled, labelled, fixed size).
 
-- ``learning_curves.png``: every trial's CV mean per epoch; the scheduler's stops and failures marked,
-  the epochs where ASHA / HyperBand decides drawn (:func:`search.config.scheduler_milestones`), the
-  chosen trial highlighted.
+- ``learning_curves.png``: every trial's CV mean per epoch; the stops by the scheduler or the time
+  budget and the failures marked, the epochs where ASHA / HyperBand decides drawn
+  (:func:`analysis.results.scheduler_rungs`), the chosen trial highlighted.
 - ``score_by_<param>.png``: per choice of each categorical parameter, the best trial with that choice
   (bar = CV mean, error bar = std over folds, dots = its folds) and every other trial's CV mean (the
   thesis's encoder-benchmark and decoder-comparison figure).
 - ``parallel_coordinates.png``: parameters vs score, one line per trial coloured by score.
 - ``param_importance.png``: fANOVA importance of each parameter.
+- ``intermediate_values.png``: Optuna's per-epoch view of the same curves (what its dashboard shows).
 - ``fold_spread.png``: the per-fold scores of the top trials.
 
-The two generic figures (parallel coordinates, importance) are Optuna's own
-(``optuna.visualization.matplotlib``) on the study :func:`rebuild_study` makes from the leaderboard; the
-per-epoch view Optuna calls intermediate values is ``learning_curves.png``, which adds what Optuna's
-cannot show (the scheduler's rungs, how each trial ended). Parameters are read through the parsed space
-of :mod:`search.space` (:func:`analysis.selection.experiment_space`).
+The three generic figures (parallel coordinates, importance, intermediate values) are Optuna's own
+(``optuna.visualization.matplotlib``) on the study :func:`rebuild_study` makes from the leaderboard;
+``learning_curves.png`` draws the same curves with what Optuna's cannot show (the scheduler's rungs, how
+each trial ended, the chosen trial). Parameters are read through the parsed space of :mod:`search.space`
+(:func:`analysis.selection.experiment_space`).
 
 Each function returns the written path, or raises :class:`PlotSkipped` saying why a figure cannot be
 drawn (e.g. importance with fewer than 3 scored trials); :func:`make_plots` collects both.
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from analysis.results import ExperimentResults, display_value
+from analysis.results import ExperimentResults, display_value, scheduler_rungs
 from analysis.selection import experiment_space
 
 if TYPE_CHECKING:
@@ -46,10 +47,12 @@ SIZE = (10.0, 6.0)  # inches: 1000 x 600 px
 WIDE = (12.0, 6.0)  # 1200 x 600 px
 MAX_CHOICES = 24
 TOP_K = 10
+_EARLY_STOPS = ("scheduler_stopped", "budget_stopped")  # ended early at low fidelity, without an error
 _STATUS_STYLE = {
     "completed": dict(color="#1f77b4", label="completed"),
     "patience_stopped": dict(color="#2ca02c", label="stopped by patience"),
     "scheduler_stopped": dict(color="#ff7f0e", label="stopped by the scheduler"),
+    "budget_stopped": dict(color="#9467bd", label="stopped by the time budget"),
     "error": dict(color="#d62728", label="failed"),
     "unfinished": dict(color="#7f7f7f", label="unfinished"),
 }
@@ -84,28 +87,6 @@ def _metric_label(board: pd.DataFrame) -> str:
 # ----------------------------------------------------------------------------------- learning curves
 
 
-def scheduler_rungs(results: ExperimentResults) -> tuple[str, list[int]]:
-    """The search's scheduler type and the epochs before the last at which it may stop a trial.
-
-    The epochs are :func:`search.config.scheduler_milestones` of the experiment's spec, which follows
-    Ray's own rules (ASHA: rung ``grace * rf**k``, decided at the first epoch that reaches it;
-    HyperBand: each bracket's pause points), so the figure shows where Ray decided. A decision at the
-    last epoch ends nothing early and is left out; fifo and median have none. Raises ``SpecError`` when
-    ``spec.yaml`` is not a valid search spec.
-    """
-    from search.config import SearchSpec, max_epochs_of, scheduler_milestones
-    from search.space import space_from_spec
-    from trainables.config import DoubleImbalanceCorrectionWarning
-    from trainables.spec import spec_from_dict
-
-    with warnings.catch_warnings():  # the search warned about the spec already; analysis only reads it
-        warnings.simplefilter("ignore", DoubleImbalanceCorrectionWarning)
-        spec = spec_from_dict(results.spec, SearchSpec)
-    space = space_from_spec(spec)
-    last = max_epochs_of(spec, space)
-    return spec.search.scheduler.type, [e for e in scheduler_milestones(spec, space) if e < last]
-
-
 _RUNG_LABEL = {
     "asha": "ASHA rungs (a trial below the rung's cutoff stops here)",
     "hyperband": "HyperBand bracket milestones (a bracket pauses here, keeps its best 1/eta)",
@@ -124,7 +105,7 @@ def learning_curves_figure(results: ExperimentResults, board: pd.DataFrame) -> A
     status = dict(zip(results.trials["trial_id"], results.trials["status"]))
     best = str(board.iloc[0]["trial_id"]) if len(board) else None
     try:
-        scheduler, rungs = scheduler_rungs(results)
+        scheduler, rungs = scheduler_rungs(results.spec)
         rung_note = None
     except SpecError:
         scheduler, rungs = "", []
@@ -152,7 +133,7 @@ def learning_curves_figure(results: ExperimentResults, board: pd.DataFrame) -> A
             zorder=3 if is_best else 2,
         )
         end = frame.iloc[-1]
-        if st in ("scheduler_stopped", "error"):
+        if st in (*_EARLY_STOPS, "error"):
             ax.plot(end["epoch"], end[column], marker="X", ms=10, color=style["color"], mec="black", zorder=4)
         if is_best:
             ax.annotate(
@@ -188,7 +169,7 @@ def learning_curves_figure(results: ExperimentResults, board: pd.DataFrame) -> A
 
 def plot_learning_curves(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
     """Every trial's CV mean of the ranking metric per epoch; how each trial ended is marked, and the
-    epochs where the scheduler decided (:func:`scheduler_rungs`) are drawn."""
+    epochs where the scheduler decided (:func:`analysis.results.scheduler_rungs`) are drawn."""
     return _save(learning_curves_figure(results, board), path)
 
 
@@ -320,7 +301,8 @@ def rebuild_study(results: ExperimentResults, board: pd.DataFrame, seed: int = 0
     One COMPLETE trial per scored, non-failed leaderboard row, valued by its leaderboard figure (the CV
     mean at its best common epoch), holding the parameters the trial ran with (the space's active ones,
     :meth:`search.space.Space.resolve`; conditional ones only where active) with the distributions of
-    the spec's ``search.space``. Raises :class:`PlotSkipped` when no trial qualifies.
+    the spec's ``search.space``, and its per-epoch CV means of the ranked metric as intermediate values
+    (step = epoch). Raises :class:`PlotSkipped` when no trial qualifies.
     """
     import optuna
 
@@ -346,14 +328,29 @@ def rebuild_study(results: ExperimentResults, board: pd.DataFrame, seed: int = 0
     dists = {k: _distribution(params.get(k), v) for k, v in observed.items()}
     direction = "minimize" if board.attrs.get("lower_is_better") else "maximize"
     study = optuna.create_study(direction=direction, sampler=optuna.samplers.RandomSampler(seed=seed))
+    curves = _epoch_curves(results, f"val/{board.attrs.get('metric', 'score')}")
     for tid, score in zip(scored["trial_id"], scored["score"]):
         values = {k: _study_value(params.get(k), v) for k, v in chosen[tid].items()}
         study.add_trial(
             optuna.trial.create_trial(
-                params=values, distributions={k: dists[k] for k in values}, value=float(score)
+                params=values,
+                distributions={k: dists[k] for k in values},
+                value=float(score),
+                intermediate_values=curves.get(tid, {}),
             )
         )
     return study
+
+
+def _epoch_curves(results: ExperimentResults, column: str) -> dict[str, dict[int, float]]:
+    """``{trial_id: {epoch: finite value of column}}`` from the trials' epoch tables."""
+    if results.epochs.empty or column not in results.epochs:
+        return {}
+    rows = results.epochs[["trial_id", "epoch", column]].dropna()
+    return {
+        str(tid): {int(e): float(v) for e, v in zip(frame["epoch"], frame[column])}
+        for tid, frame in rows.groupby("trial_id", sort=True)
+    }
 
 
 def _importance_params(study: optuna.Study) -> list[str]:
@@ -451,7 +448,7 @@ def param_importance_figure(results: ExperimentResults, board: pd.DataFrame, see
     study = rebuild_study(results, board, seed)
     params = _importance_params(study)
     evaluator = FanovaImportanceEvaluator(seed=seed)
-    stopped = int((board["status"] == "scheduler_stopped").sum())
+    stopped = int(_scored(board)["status"].isin(_EARLY_STOPS).sum())
     with _optuna_figure(SIZE):
         ax = plot_param_importances(
             study, evaluator=evaluator, params=params, target_name=_metric_label(board)
@@ -468,6 +465,31 @@ def param_importance_figure(results: ExperimentResults, board: pd.DataFrame, see
 def plot_param_importance(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
     """Horizontal bars of :func:`param_importances`, most important on top."""
     return _save(param_importance_figure(results, board), path)
+
+
+def intermediate_values_figure(results: ExperimentResults, board: pd.DataFrame) -> Any:
+    """Optuna's intermediate-values plot of :func:`rebuild_study`: each scored trial's CV mean per epoch
+    (a matplotlib ``Figure``)."""
+    from optuna.visualization.matplotlib import plot_intermediate_values
+
+    study = rebuild_study(results, board)
+    if not any(t.intermediate_values for t in study.trials):
+        raise PlotSkipped("no scored trial reported a per-epoch value")
+    with _optuna_figure(SIZE):
+        ax = plot_intermediate_values(study)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"val {board.attrs.get('metric', 'score')} (CV mean)")
+        ax.set_title(
+            f"Intermediate values, {len(study.trials)} trials that did not fail (Optuna's view; "
+            "learning_curves.png adds the scheduler's rungs)",
+            loc="left",
+        )
+    return ax.figure
+
+
+def plot_intermediate_values(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
+    """One line per scored trial: its CV mean per epoch (:func:`intermediate_values_figure`)."""
+    return _save(intermediate_values_figure(results, board), path)
 
 
 # ----------------------------------------------------------------------------------- fold spread
@@ -528,6 +550,7 @@ def make_plots(results: ExperimentResults, board: pd.DataFrame, out_dir: str | P
         ),
         ("parallel_coordinates", lambda p: plot_parallel_coordinates(results, board, p)),
         ("param_importance", lambda p: plot_param_importance(results, board, p)),
+        ("intermediate_values", lambda p: plot_intermediate_values(results, board, p)),
         ("fold_spread", lambda p: plot_fold_spread(results, board, p)),
     ]
     out: dict[str, Path | str] = {}

@@ -179,6 +179,12 @@ def _space_section(spec: Mapping[str, Any]) -> list[str]:
             f"- Scheduler `{sched.get('type')}` (grace period {sched.get('grace_period')}, reduction "
             f"factor {sched.get('reduction_factor')}), max {((spec.get('train') or {}).get('epochs'))} epochs"
         )
+    if search.get("time_budget") is not None:
+        lines.append(
+            f"- Time budget {search['time_budget']}: the trials it stopped are `budget stopped` where the "
+            "scheduler cannot have stopped them (between ASHA / HyperBand rungs, any early end with fifo), "
+            "else `scheduler stopped`"
+        )
     if not space:
         return [*lines, "- No search space (a single config)."]
     rows = []

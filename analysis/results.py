@@ -11,8 +11,17 @@ A trial's ``status`` is one of:
 - ``completed``: ran all ``train.epochs`` epochs;
 - ``patience_stopped``: ended early because every fold hit ``train.patience`` (every ``fold{k}/stopped``
   flag of its last result is set);
+- ``budget_stopped``: ended early without an error, not by patience, at an epoch where the scheduler
+  cannot have stopped it, in a search with ``search.time_budget``: Tune stops the running trials when
+  the budget runs out and records them like the scheduler's stops, so the epoch is what tells them
+  apart (:func:`budget_stop_rule`): with ASHA / HyperBand any epoch that is not one of
+  :func:`scheduler_rungs`, with fifo any early end;
 - ``scheduler_stopped``: ended early without an error otherwise: the scheduler (ASHA, ...) stopped it.
-  Ray marks the last result ``done`` in both cases, so the fold flags are what tells them apart;
+  Ray marks the last result ``done`` in all three cases, so the fold flags are what tells a patience
+  stop apart. With a time budget this is ambiguous where the budget could have ended the trial as well:
+  at a rung epoch (ASHA / HyperBand) and at any epoch with the median rule (it may stop a trial at any
+  epoch after its grace period); the scheduler gets the benefit of the doubt there, as it does where
+  ``spec.yaml`` is not a valid search spec (the rungs are unknown);
 - ``error``: failed (``error.txt``), after any retries;
 - ``diverged``: its loss became NaN or infinite; the trainable ended it with a last result flagged
   ``diverged`` whose metrics are NaN (``error`` holds the loop's message);
@@ -24,16 +33,20 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
 from search.errors import ExperimentError
 from search.ray_compat import read_trial_states
+
+if TYPE_CHECKING:
+    from search.config import SearchSpec
 
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
@@ -70,7 +83,7 @@ class ExperimentResults:
 
     ``epochs``: one row per trial and epoch (``trial_id``, ``epoch``, ``time_total_s``, every reported
     metric). ``trials``: one row per trial (``trial_id``, ``status``, ``epochs_run``, ``max_epochs``,
-    ``scheduler_stopped``, ``error``, ``num_failures``, ``time_total_s``, ``trial_dir``).
+    ``scheduler_stopped``, ``budget_stopped``, ``error``, ``num_failures``, ``time_total_s``, ``trial_dir``).
     ``params[trial_id]``: the trial's flat dotted config as Ray stored it. ``param_names``: the searched
     keys, in the order of the spec's ``search.space``.
     """
@@ -144,6 +157,7 @@ def load_results(exp_dir: str | Path) -> ExperimentResults:
             "folder (runs/<name>)?"
         )
     states = read_trial_states(exp_dir)
+    budget_stopped = budget_stop_rule(spec)
     default_epochs = int(((spec.get("train") or {}).get("epochs")) or 0) or None
 
     frames, infos, params, notes = [], [], {}, []
@@ -159,7 +173,11 @@ def load_results(exp_dir: str | Path) -> ExperimentResults:
         params[tid] = p
         epochs = _epoch_frame(tid, rows)
         frames.append(epochs)
-        infos.append(_trial_info(tid, exp_dir, trial_dir, p, rows, epochs, states.get(tid), default_epochs))
+        infos.append(
+            _trial_info(
+                tid, exp_dir, trial_dir, p, rows, epochs, states.get(tid), default_epochs, budget_stopped
+            )
+        )
 
     epochs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["trial_id", "epoch"])
     trials = pd.DataFrame(infos).sort_values("trial_id", kind="stable").reset_index(drop=True)
@@ -282,6 +300,7 @@ def _trial_info(
     epochs: pd.DataFrame,
     state: Mapping[str, Any] | None,
     default_epochs: int | None,
+    budget_stopped: Callable[[int], bool],
 ) -> dict[str, Any]:
     max_epochs = params.get("train.epochs", default_epochs)
     max_epochs = int(max_epochs) if max_epochs else None
@@ -302,6 +321,8 @@ def _trial_info(
         status = "completed"
     elif all_folds_stopped:
         status = "patience_stopped"
+    elif budget_stopped(epochs_run):
+        status = "budget_stopped"
     else:
         status = "scheduler_stopped"
     time_total = _float(rows[-1].get("time_total_s")) if rows else math.nan
@@ -311,6 +332,7 @@ def _trial_info(
         "epochs_run": epochs_run,
         "max_epochs": max_epochs,
         "scheduler_stopped": status == "scheduler_stopped",
+        "budget_stopped": status == "budget_stopped",
         "error": error if status in ("error", "diverged") else None,
         "num_failures": max(failures, int((state or {}).get("num_failures") or 0)),
         "time_total_s": time_total,
@@ -322,6 +344,75 @@ def _param_names(spec: Mapping[str, Any], params: Mapping[str, Mapping[str, Any]
     space = list(((spec.get("search") or {}).get("space") or {}).keys())
     seen = list(dict.fromkeys(k for p in params.values() for k in p))
     return [*space, *(k for k in seen if k not in space)]
+
+
+# ---------------------------------------------------------------------------------------- scheduler
+
+
+def _search_spec(spec: Mapping[str, Any]) -> SearchSpec:
+    """``spec.yaml``'s dict validated as a search spec; raises ``SpecError`` when it is not one."""
+    from search.config import SearchSpec
+    from trainables.config import DoubleImbalanceCorrectionWarning
+    from trainables.spec import spec_from_dict
+
+    with warnings.catch_warnings():  # the search warned about the spec already; analysis only reads it
+        warnings.simplefilter("ignore", DoubleImbalanceCorrectionWarning)
+        return spec_from_dict(spec, SearchSpec)
+
+
+def _rungs_of(spec: SearchSpec) -> tuple[str, list[int]]:
+    from search.config import max_epochs_of, scheduler_milestones
+    from search.space import space_from_spec
+
+    space = space_from_spec(spec)
+    last = max_epochs_of(spec, space)
+    return spec.search.scheduler.type, [e for e in scheduler_milestones(spec, space) if e < last]
+
+
+def scheduler_rungs(spec: Mapping[str, Any]) -> tuple[str, list[int]]:
+    """The search's scheduler type and the epochs before the last at which it may stop a trial.
+
+    The epochs are :func:`search.config.scheduler_milestones` of the experiment's spec (``spec.yaml``
+    as a dict, :attr:`ExperimentResults.spec`), which follows Ray's own rules (ASHA: rung
+    ``grace * rf**k``, decided at the first epoch that reaches it; HyperBand: each bracket's pause
+    points): the only epochs where Ray decides. A decision at the last epoch ends nothing early and is
+    left out; fifo and median have none. Raises ``SpecError`` when ``spec`` is not a valid search spec.
+    """
+    return _rungs_of(_search_spec(spec))
+
+
+def _never(epoch: int) -> bool:
+    return False
+
+
+def budget_stop_rule(spec: Mapping[str, Any]) -> Callable[[int], bool]:
+    """``rule(epoch)``: whether a trial of this search that ended early (not completed, not stopped by
+    patience, no error) after ``epoch`` epochs was stopped by ``search.time_budget``, the scheduler being
+    unable to stop it there (Tune records both kinds of stop alike).
+
+    True only with a time budget: for ASHA / HyperBand at an epoch that is not one of
+    :func:`scheduler_rungs` (Ray decides only there), for fifo at any epoch (it stops nothing). False,
+    i.e. left to the scheduler, where both could have stopped it: at a rung epoch, and at any epoch with
+    the median rule (it may stop a trial at any epoch after its grace period); false too without a
+    budget and when ``spec`` is not a valid search spec (the rungs are unknown).
+    """
+    from trainables.schema import SpecError
+
+    search = spec.get("search")
+    if not isinstance(search, Mapping) or search.get("time_budget") is None:
+        return _never
+    try:
+        valid = _search_spec(spec)
+        scheduler, rungs = _rungs_of(valid)
+    except SpecError:
+        return _never
+    if valid.search.time_budget_s is None:
+        return _never
+    if scheduler == "fifo":
+        return lambda epoch: True
+    if scheduler in ("asha", "hyperband"):
+        return lambda epoch: epoch not in rungs
+    return _never
 
 
 # ------------------------------------------------------------------------------------------ filters

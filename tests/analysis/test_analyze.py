@@ -10,6 +10,7 @@ import pytest
 
 import launch
 from analysis.commands import analyze
+from tests.analysis.fake_experiment import SPEC, FakeTrial, write_fake_experiment
 from tests.search.wandb_records import read_run
 from trainables.spec import load_spec
 
@@ -26,7 +27,8 @@ def test_analyze_writes_everything(fake_exp: Path, capsys: pytest.CaptureFixture
         "analysis.json",
     ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert len(list((out / "plots").glob("*.png"))) == 7
+    # learning curves, 3 x score by choice, parallel coordinates, importance, intermediate values, folds
+    assert len(list((out / "plots").glob("*.png"))) == 8
     printed = capsys.readouterr().out
     assert "best trial: abc12_00000" in printed and str(out / "report.md") in printed
     assert printed.index("abc12_00000") < printed.index("abc12_00006")  # printed in leaderboard order
@@ -56,6 +58,23 @@ def test_report_contents(fake_exp: Path) -> None:
     for link in [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]:
         assert (result.out_dir / link).is_file(), link
     assert "```yaml\n# best trial: abc12_00000" in text
+
+
+def test_report_tells_time_budget_stops_from_the_schedulers(tmp_path: Path) -> None:
+    search = {**SPEC["search"], "scheduler": {"type": "asha", "grace_period": 4, "reduction_factor": 3}}
+    spec = {**SPEC, "train": {**SPEC["train"], "epochs": 18}, "search": {**search, "time_budget": "75m"}}
+    trials = [
+        FakeTrial({"model.encoder": enc, "train.lr": 1e-4 * (i + 1)}, e, quality=0.3 + 0.1 * i)
+        for i, (e, enc) in enumerate(
+            [(18, "tu-test_resnet"), (4, "tu-test_efficientnet"), (8, "tu-test_resnet")]
+        )
+    ]
+    exp = write_fake_experiment(tmp_path, trials=trials, spec=spec)
+    text = analyze(exp, wandb=False).report.read_text(encoding="utf-8")
+    counts = text.split("Trials: 3 (", 1)[1].split(")", 1)[0].split(", ")
+    assert sorted(counts) == ["1 budget stopped", "1 completed", "1 scheduler stopped"]
+    assert "- Time budget 75m: the trials it stopped are `budget stopped`" in text
+    assert "| budget stopped |" in text  # the leaderboard's status column
 
 
 def test_where_restricts_leaderboard_and_choice(fake_exp: Path, tmp_path: Path) -> None:
@@ -101,5 +120,5 @@ def test_wandb_summary_run_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert run["group"] == exp.name and run["project"] == "t"
     assert run["config"]["chosen_trial"] == "abc12_00000"
     images = {p.name.rsplit("_", 2)[0] for p in (run_dir / "files" / "media" / "images").glob("*.png")}
-    assert {"learning_curves", "fold_spread", "param_importance"} <= images
+    assert {"learning_curves", "fold_spread", "param_importance", "intermediate_values"} <= images
     assert list((run_dir / "files" / "media" / "table").glob("leaderboard_*.table.json"))

@@ -15,9 +15,8 @@ from analysis.plots import (
     make_plots,
     param_importances,
     plot_param_importance,
-    scheduler_rungs,
 )
-from analysis.results import load_results
+from analysis.results import load_results, scheduler_rungs
 from tests.analysis.fake_experiment import SPEC, FakeTrial, write_fake_experiment
 
 EXPECTED_SIZES = {
@@ -27,6 +26,7 @@ EXPECTED_SIZES = {
     "score_by_model.latent_aug.mode": (1200, 600),
     "parallel_coordinates": (1200, 600),
     "param_importance": (1000, 600),
+    "intermediate_values": (1000, 600),
     "fold_spread": (1200, 600),
 }
 
@@ -48,12 +48,10 @@ def test_categorical_params_and_rungs(fake_exp: Path, tmp_path: Path) -> None:
     r = load_results(fake_exp)
     assert categorical_params(r) == ["model.encoder", "model.decoder", "model.latent_aug.mode"]
     # grace 1, eta 2, 4 epochs: Ray's rungs 1, 2, 4; the one at the last epoch stops nothing early
-    assert scheduler_rungs(r) == ("asha", [1, 2])
+    assert scheduler_rungs(r.spec) == ("asha", [1, 2])
     fifo = {**SPEC, "search": {**SPEC["search"], "scheduler": {"type": "fifo"}}}
-    assert scheduler_rungs(load_results(write_fake_experiment(tmp_path, spec=fifo, name="fifo"))) == (
-        "fifo",
-        [],
-    )
+    fifo_exp = load_results(write_fake_experiment(tmp_path, spec=fifo, name="fifo"))
+    assert scheduler_rungs(fifo_exp.spec) == ("fifo", [])
 
 
 def test_importance_finds_the_parameter_that_drives_the_score(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from PIL import Image
 from analysis.leaderboard import build_leaderboard
 from analysis.plots import (
     PlotSkipped,
+    intermediate_values_figure,
     learning_curves_figure,
     parallel_coordinates_figure,
     param_importance_figure,
@@ -22,9 +23,8 @@ from analysis.plots import (
     plot_parallel_coordinates,
     plot_param_importance,
     rebuild_study,
-    scheduler_rungs,
 )
-from analysis.results import ExperimentResults, load_results
+from analysis.results import ExperimentResults, load_results, scheduler_rungs
 from tests.analysis.fake_experiment import SPEC, FakeTrial, write_fake_experiment
 
 PARAMS = ["model.decoder", "model.encoder", "model.latent_aug.mode", "model.latent_aug.sigma", "train.lr"]
@@ -62,7 +62,7 @@ def test_asha_rungs_are_where_ray_decides(tmp_path: Path) -> None:
         FakeTrial({"model.encoder": "tu-test_resnet", "train.lr": 2e-3}, e, quality=0.3) for e in (3, 7)
     ]
     r = _results(tmp_path, spec, trials)
-    assert scheduler_rungs(r) == ("asha", [1, 3, 7, 16])
+    assert scheduler_rungs(r.spec) == ("asha", [1, 3, 7, 16])
     fig = learning_curves_figure(r, build_leaderboard(r))
     assert _rung_lines(fig) == [1, 3, 7, 16]
     assert any(t.startswith("ASHA rungs") for t in _legend(fig))
@@ -76,7 +76,7 @@ def test_hyperband_draws_its_bracket_milestones_not_ashas_formula(tmp_path: Path
         FakeTrial({"model.encoder": "tu-test_resnet", "train.lr": lr}, e) for lr, e in ((1e-3, 9), (2e-3, 3))
     ]
     r = _results(tmp_path, spec, trials)
-    assert scheduler_rungs(r) == ("hyperband", [1, 3])
+    assert scheduler_rungs(r.spec) == ("hyperband", [1, 3])
     fig = learning_curves_figure(r, build_leaderboard(r))
     assert _rung_lines(fig) == [1, 3]
     assert any(t.startswith("HyperBand bracket milestones") for t in _legend(fig))
@@ -85,7 +85,7 @@ def test_hyperband_draws_its_bracket_milestones_not_ashas_formula(tmp_path: Path
 def test_no_rungs_without_an_early_stopping_scheduler(tmp_path: Path) -> None:
     spec = _with(4, {"type": "median", "grace_period": 1})
     r = _results(tmp_path, spec, [FakeTrial({"model.encoder": "tu-test_resnet", "train.lr": 1e-3}, 4)])
-    assert scheduler_rungs(r) == ("median", [])
+    assert scheduler_rungs(r.spec) == ("median", [])
     fig = learning_curves_figure(r, build_leaderboard(r))
     assert _rung_lines(fig) == [] and not any("rung" in t for t in _legend(fig))
 
@@ -96,6 +96,38 @@ def test_a_spec_that_does_not_validate_still_gets_its_curves(fake_exp: Path) -> 
     fig = learning_curves_figure(r, build_leaderboard(r))
     assert _rung_lines(fig) == []
     assert "scheduler rungs not drawn: spec.yaml is not a valid search spec" in _legend(fig)
+
+
+def test_time_budget_stops_are_drawn_apart_from_the_schedulers(tmp_path: Path) -> None:
+    """ASHA grace 4, rf 3, 18 epochs with a time budget: the trials ended at epochs 8 and 11 (between the
+    rungs 4 and 12) were stopped by the budget: their own colour and legend entry, the same end marker
+    as the scheduler's stop at epoch 4; all three count as stopped early at low fidelity."""
+    spec = _with(18, {"type": "asha", "grace_period": 4, "reduction_factor": 3})
+    spec["search"] = {**spec["search"], "time_budget": "75m"}
+    ends = [(18, "tu-test_resnet", 0.8), (18, "tu-test_efficientnet", 0.6), (4, "tu-test_resnet", 0.3)]
+    ends += [(8, "tu-test_efficientnet", 0.5), (11, "tu-test_resnet", 0.7)]
+    trials = [
+        FakeTrial({"model.encoder": enc, "train.lr": 1e-4 * (i + 1)}, e, quality=q)
+        for i, (e, enc, q) in enumerate(ends)
+    ]
+    r = _results(tmp_path, spec, trials)
+    board = build_leaderboard(r)
+    fig = learning_curves_figure(r, board)
+    (ax,) = fig.axes
+    assert {"stopped by the time budget", "stopped by the scheduler", "completed"} <= set(_legend(fig))
+    marked = [ln for ln in ax.get_lines() if ln.get_marker() == "X" and len(ln.get_xdata())]
+    assert sorted(float(ln.get_xdata()[0]) for ln in marked) == [4, 8, 11]
+    purple = {
+        int(ln.get_xdata()[-1])
+        for ln in ax.get_lines()
+        if ln.get_marker() == "o" and matplotlib.colors.to_hex(ln.get_color()) == "#9467bd"
+    }
+    assert purple == {8, 11}
+    assert _rung_lines(fig) == [4, 12]
+    matplotlib.pyplot.close(fig)
+    fig = param_importance_figure(r, board)
+    assert fig.axes[0].get_title(loc="left").endswith("(5 trials, 3 stopped early at low fidelity)")
+    matplotlib.pyplot.close(fig)
 
 
 # ----------------------------------------------------------------------------------- the study
@@ -194,6 +226,28 @@ def test_mapping_choices_are_labelled_and_cut_to_fit(tmp_path: Path) -> None:
         "train.lr",
         "model.decoder_options",
     }
+
+
+def test_intermediate_values_are_each_trials_cv_curve_in_optunas_figure(fake_exp: Path) -> None:
+    r = load_results(fake_exp)
+    board = build_leaderboard(r)
+    study = rebuild_study(r, board)
+    for trial, tid in zip(study.trials, board[board["status"] != "error"]["trial_id"]):
+        frame = r.epochs[r.epochs["trial_id"] == tid].sort_values("epoch")
+        assert trial.intermediate_values == pytest.approx(dict(zip(frame["epoch"], frame["val/score"])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # ExperimentalWarning included
+        fig = intermediate_values_figure(r, board)
+    (ax,) = fig.axes
+    drawn = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+    assert len(drawn) == 7  # one line per trial that did not fail
+    longest = max(study.trials, key=lambda t: len(t.intermediate_values))
+    assert any(
+        list(ln.get_xdata()) == sorted(longest.intermediate_values) for ln in drawn
+    )  # steps are epochs
+    assert ax.get_xlabel() == "epoch" and ax.get_ylabel() == "val score (CV mean)"
+    assert matplotlib.rcParams["axes.facecolor"] == "white"
+    matplotlib.pyplot.close(fig)
 
 
 def test_figures_written_as_pngs_with_the_names_the_report_links(fake_exp: Path, tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from analysis.results import filter_where, load_results, parse_where
 from search.errors import ExperimentError
-from tests.analysis.fake_experiment import FakeTrial, default_trials, write_fake_experiment
+from tests.analysis.fake_experiment import SPEC, FakeTrial, default_trials, write_fake_experiment
 
 
 def test_trials_statuses_and_epochs(fake_exp: Path) -> None:
@@ -76,6 +77,83 @@ def test_patience_stop_and_unfinished(tmp_path: Path) -> None:
     ]
     exp = write_fake_experiment(tmp_path, trials=trials)
     assert list(load_results(exp).trials["status"]) == ["patience_stopped", "unfinished"]
+
+
+def _search(epochs: int, scheduler: dict[str, Any], budget: str | None) -> dict[str, Any]:
+    search = {**SPEC["search"], "scheduler": scheduler}
+    if budget is not None:
+        search["time_budget"] = budget
+    return {**SPEC, "train": {**SPEC["train"], "epochs": epochs}, "search": search}
+
+
+def _status_by_end(tmp_path: Path, spec: dict[str, Any], ends: list[int]) -> dict[int, str]:
+    """Load a search of one trial per entry of ``ends`` (its last epoch): last epoch -> status."""
+    trials = [
+        FakeTrial({"model.encoder": "tu-test_resnet", "train.lr": 1e-4 * (i + 1)}, e)
+        for i, e in enumerate(ends)
+    ]
+    info = load_results(write_fake_experiment(tmp_path, trials=trials, spec=spec)).trials
+    return dict(zip(info["epochs_run"].astype(int), info["status"]))
+
+
+def test_time_budget_stops_between_asha_rungs_are_not_the_schedulers(tmp_path: Path) -> None:
+    """The busi_search_cpu run (docs/results.md): ASHA grace 4, rf 3, 18 epochs decides at epochs 4 and
+    12 only, so the trials its time budget ended at epochs 8 and 11 were not stopped by ASHA; at a rung
+    either could have, and the scheduler keeps it. Patience stops and failures stay what they are."""
+    spec = _search(18, {"type": "asha", "grace_period": 4, "reduction_factor": 3}, "75m")
+    trials = [
+        FakeTrial({"model.encoder": "tu-test_resnet", "train.lr": 1e-4 * (i + 1)}, e)
+        for i, e in enumerate([18, 4, 8, 11, 12])
+    ]
+    trials.append(FakeTrial({"train.lr": 7e-4}, 6, patience=True))
+    trials.append(FakeTrial({"train.lr": 8e-4}, 9, ray_status="ERROR"))
+    results = load_results(write_fake_experiment(tmp_path, trials=trials, spec=spec))
+    t = results.trials.set_index("epochs_run")
+    assert dict(t["status"]) == {
+        18: "completed",
+        4: "scheduler_stopped",
+        8: "budget_stopped",
+        11: "budget_stopped",
+        12: "scheduler_stopped",
+        6: "patience_stopped",
+        9: "error",
+    }
+    assert list(t.loc[[8, 11, 4], "budget_stopped"]) == [True, True, False]
+    assert list(t.loc[[8, 11, 4, 12], "scheduler_stopped"]) == [False, False, True, True]
+    from analysis.leaderboard import build_leaderboard
+
+    board = build_leaderboard(results).set_index("trial_id")
+    info = results.trials.set_index("trial_id")
+    for column in ("status", "scheduler_stopped", "budget_stopped"):
+        assert board[column].to_dict() == info[column].to_dict()
+
+
+@pytest.mark.parametrize(
+    ("epochs", "scheduler", "budget", "expected"),
+    [
+        # without a time budget every early end without an error is the scheduler's, as before
+        (18, {"type": "asha", "grace_period": 4, "reduction_factor": 3}, None, {8: "scheduler_stopped"}),
+        (4, {"type": "fifo"}, None, {2: "scheduler_stopped"}),
+        # fifo stops nothing: with a budget, every early end is the budget's
+        (4, {"type": "fifo"}, "10m", {2: "budget_stopped"}),
+        # HyperBand (9 epochs, eta 3) pauses trials at epochs 1 and 3 only
+        (
+            9,
+            {"type": "hyperband", "reduction_factor": 3},
+            "1h",
+            {2: "budget_stopped", 3: "scheduler_stopped"},
+        ),
+        # the median rule may stop a trial at any epoch after its grace period: ambiguous, the scheduler's
+        (4, {"type": "median", "grace_period": 1}, "1h", {2: "scheduler_stopped"}),
+        # a spec that is not a valid search spec (grace period beyond train.epochs): rungs unknown, as before
+        (4, {"type": "asha", "grace_period": 99, "reduction_factor": 2}, "1h", {3: "scheduler_stopped"}),
+    ],
+)
+def test_time_budget_stop_by_scheduler(
+    tmp_path: Path, epochs: int, scheduler: dict[str, Any], budget: str | None, expected: dict[int, str]
+) -> None:
+    status = _status_by_end(tmp_path, _search(epochs, scheduler, budget), [epochs, *expected])
+    assert status == {epochs: "completed", **expected}
 
 
 def test_diverged_trial_is_reported_as_such_and_ranks_after_the_others(tmp_path: Path) -> None:
