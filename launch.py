@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, metavar="PX")
     p.add_argument("--seed", type=int, default=0)
 
+    _verb(
+        sub,
+        "schema",
+        "search.config:cmd_schema",
+        "print the JSON Schema of a spec (> spec.schema.json) for an editor's YAML extension",
+    )
+
     p = _verb(sub, "models", "model_zoo.commands:cmd_models", "list the registered model components")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--describe", metavar="SPEC.yaml", help="describe the model of a spec (params, FLOPs)")

@@ -1,6 +1,6 @@
 """``build_model(cfg)``: the one entry point from a ``model:`` section (dict or :class:`ModelConfig`).
 
-A dict goes through :func:`model_zoo.convert.model_config_from_dict` (a strict converter whose errors name
+A dict goes through :func:`model_zoo.convert.model_config_from_dict` (the spec's validator, errors naming
 the dotted path) before any layer is sized from it; component names are checked by their registries when
 the model is built.
 """

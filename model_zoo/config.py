@@ -1,14 +1,17 @@
 """The ``model:`` section of a spec, as typed dataclasses.
 
-Rules are stated as field metadata (``min``/``max``/``gt``/``choices``/``check``, see docs/architecture.md)
-and enforced by the generic validator in ``trainables/schema.py``; ``build_model`` also accepts a plain
-dict and converts it with :func:`model_config_from_dict`.
+Rules are stated in the types (``Literal`` choices, ``check`` name lookups) and as pydantic ``Field``
+arguments in the field metadata (``ge``/``le``/``gt``/``lt``, ``description``), validated by
+:mod:`model_zoo.schema`; ``build_model`` also accepts a plain dict and converts it with
+:func:`model_config_from_dict`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from model_zoo.schema import Section, check
 
 
 def _check_encoder(name: str) -> None:
@@ -28,80 +31,88 @@ def _check_in(registry_attr: str) -> Any:
 
 
 @dataclass
-class LatentAugConfig:
+class LatentAugConfig(Section):
     """Latent feature augmentation of the pooled bottleneck features that feed the classifier."""
 
     mode: Literal["none", "noise", "mixup", "noise+mixup"] = field(
-        default="none", metadata={"help": "which augmentation of the pooled features (training only)"}
+        default="none", metadata={"description": "which augmentation of the pooled features (training only)"}
     )
-    sigma: float = field(default=0.05, metadata={"min": 0.0, "help": "noise std, relative to feature std"})
-    alpha: float = field(default=0.4, metadata={"gt": 0.0, "help": "intra-class MixUp lambda ~ Beta(a, a)"})
+    sigma: float = field(
+        default=0.05, metadata={"ge": 0.0, "description": "noise std, relative to feature std"}
+    )
+    alpha: float = field(
+        default=0.4, metadata={"gt": 0.0, "description": "intra-class MixUp lambda ~ Beta(a, a)"}
+    )
     target_classes: str | list[str] = field(
-        default="auto", metadata={"help": "'auto' = classes rarer than the most frequent, or a list of names"}
+        default="auto",
+        metadata={"description": "'auto' = classes rarer than the most frequent, or a list of names"},
     )
     multiplier: int = field(
-        default=1, metadata={"min": 1, "help": "extra samples per target sample and mode"}
+        default=1, metadata={"ge": 1, "description": "extra samples per target sample and mode"}
     )
 
 
 @dataclass
-class ClsHeadConfig:
+class ClsHeadConfig(Section):
     """Classification head on the pooled bottleneck feature."""
 
     pooling: Literal["avg", "max", "avgmax"] = "avg"
-    dropout: float = field(default=0.2, metadata={"min": 0.0, "lt": 1.0})
-    hidden: int = field(default=0, metadata={"min": 0, "help": "hidden units of an extra layer (0 = linear)"})
+    dropout: float = field(default=0.2, metadata={"ge": 0.0, "lt": 1.0})
+    hidden: int = field(
+        default=0, metadata={"ge": 0, "description": "hidden units of an extra layer (0 = linear)"}
+    )
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """Everything needed to build the joint segmentation + classification network."""
 
-    encoder: str = field(
-        default="resnet18",
-        metadata={"check": _check_encoder, "help": "smp encoder, 'tu-<timm name>' or 'tv-<torchvision>'"},
+    encoder: Annotated[str, check(_check_encoder, lookup=True)] = field(
+        default="resnet18", metadata={"description": "smp encoder, 'tu-<timm name>' or 'tv-<torchvision>'"}
     )
     encoder_weights: str | None = field(
-        default=None, metadata={"help": "imagenet | null | path to a .pth/.safetensors state dict"}
+        default=None, metadata={"description": "imagenet | null | path to a .pth/.safetensors state dict"}
     )
-    encoder_depth: int = field(default=5, metadata={"min": 3, "max": 5})
-    decoder: str = field(default="unet", metadata={"check": _check_in("model_zoo.decoders.DECODERS")})
+    encoder_depth: int = field(default=5, metadata={"ge": 3, "le": 5})
+    decoder: Annotated[str, check(_check_in("model_zoo.decoders.DECODERS"), lookup=True)] = "unet"
     decoder_options: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "passed to the smp decoder (decoder_channels, ...)"}
+        default_factory=dict, metadata={"description": "passed to the smp decoder (decoder_channels, ...)"}
     )
-    bottleneck: str = field(
-        default="identity", metadata={"check": _check_in("model_zoo.bottleneck.BOTTLENECKS")}
-    )
-    attention: str = field(default="none", metadata={"check": _check_in("model_zoo.attention.ATTENTIONS")})
+    bottleneck: Annotated[str, check(_check_in("model_zoo.bottleneck.BOTTLENECKS"), lookup=True)] = "identity"
+    attention: Annotated[str, check(_check_in("model_zoo.attention.ATTENTIONS"), lookup=True)] = "none"
     decoder_attention: str | None = field(
-        default=None, metadata={"help": "smp decoder_attention_type (scse) where the decoder supports it"}
+        default=None,
+        metadata={"description": "smp decoder_attention_type (scse) where the decoder supports it"},
     )
     latent_aug: LatentAugConfig = field(default_factory=LatentAugConfig)
     cls_head: ClsHeadConfig = field(default_factory=ClsHeadConfig)
-    num_classes: int = field(default=3, metadata={"min": 2})
-    in_channels: int = field(default=1, metadata={"choices": (1,), "help": "gray ultrasound input"})
+    num_classes: int = field(default=3, metadata={"ge": 2})
+    in_channels: Literal[1] = field(default=1, metadata={"description": "gray ultrasound input"})
 
 
 @dataclass
-class LossConfig:
+class LossConfig(Section):
     """Joint loss: ``seg_weight * seg_loss + cls_weight * cls_loss`` (thesis default 0.7 / 0.3)."""
 
     seg: Literal["dice_bce", "dice_focal", "tversky", "focal"] = "dice_bce"
     cls: Literal["ce", "weighted_ce", "focal"] = "weighted_ce"
-    seg_weight: float = field(default=0.7, metadata={"min": 0.0})
-    cls_weight: float = field(default=0.3, metadata={"min": 0.0})
-    label_smoothing: float = field(default=0.0, metadata={"min": 0.0, "lt": 1.0})
-    focal_gamma: float = field(default=2.0, metadata={"min": 0.0})
-    tversky_alpha: float = field(default=0.3, metadata={"min": 0.0, "max": 1.0})
-    tversky_beta: float = field(default=0.7, metadata={"min": 0.0, "max": 1.0})
+    seg_weight: float = field(default=0.7, metadata={"ge": 0.0})
+    cls_weight: float = field(default=0.3, metadata={"ge": 0.0})
+    label_smoothing: float = field(default=0.0, metadata={"ge": 0.0, "lt": 1.0})
+    focal_gamma: float = field(default=2.0, metadata={"ge": 0.0})
+    tversky_alpha: float = field(default=0.3, metadata={"ge": 0.0, "le": 1.0})
+    tversky_beta: float = field(default=0.7, metadata={"ge": 0.0, "le": 1.0})
     aug_weight: float = field(
-        default=1.0, metadata={"min": 0.0, "help": "weight of latent-aug samples in cls loss"}
+        default=1.0, metadata={"ge": 0.0, "description": "weight of latent-aug samples in cls loss"}
     )
     presence_weight: float = field(
         default=0.0,
-        metadata={"min": 0.0, "help": "weight of the image-level lesion-presence term in the seg loss"},
+        metadata={"ge": 0.0, "description": "weight of the image-level lesion-presence term in the seg loss"},
     )
     presence_top_k: int = field(
         default=10,
-        metadata={"min": 1, "help": "px; presence logit = mean of the k largest seg logits (= min_area)"},
+        metadata={
+            "ge": 1,
+            "description": "px; presence logit = mean of the k largest seg logits (= min_area)",
+        },
     )

@@ -22,12 +22,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 
 from model_zoo.errors import RunFailedError, UserError
-from trainables.schema import SpecError, from_dict
+from trainables.schema import Section, SpecError, check, from_dict
 from trainables.spec import spec_from_dict
 
 INHERIT_KEYS = ("from", "fields")
@@ -102,17 +102,18 @@ def _check_epochs(value: int | str) -> None:
 
 
 @dataclass
-class StageEntry:
+class StageEntry(Section):
     """One stage: a search spec, what it takes from an earlier winner, and how its winner is ranked."""
 
-    name: str = field(metadata={"check": _check_name, "help": "names the stage's experiment folder"})
-    spec: str = field(metadata={"help": "search spec, relative to the pipeline file"})
-    inherit: dict[str, Any] | None = field(
-        default=None, metadata={"check": _check_inherit, "help": "{from: STAGE, fields: [dotted keys]}"}
+    name: Annotated[str, check(_check_name)] = field(
+        metadata={"description": "names the stage's experiment folder"}
     )
-    rank_by: str | None = field(
-        default=None,
-        metadata={"check": _check_metric, "help": "leaderboard metric; null = the stage's search metric"},
+    spec: str = field(metadata={"description": "search spec, relative to the pipeline file"})
+    inherit: Annotated[dict[str, Any] | None, check(_check_inherit)] = field(
+        default=None, metadata={"description": "{from: STAGE, fields: [dotted keys]}"}
+    )
+    rank_by: Annotated[str | None, check(_check_metric)] = field(
+        default=None, metadata={"description": "leaderboard metric; null = the stage's search metric"}
     )
     description: str = ""
 
@@ -126,40 +127,44 @@ class StageEntry:
 
 
 @dataclass
-class RefitSection:
+class RefitSection(Section):
     """Refit of one stage's winner on all development images, then one test evaluation."""
 
-    stage: str | None = field(default=None, metadata={"help": "null = the last stage"})
-    epochs: int | str = field(default="auto", metadata={"check": _check_epochs})
+    stage: str | None = field(default=None, metadata={"description": "null = the last stage"})
+    epochs: Annotated[int | str, check(_check_epochs)] = "auto"
     device: str = "auto"
-    n_boot: int = field(default=1000, metadata={"min": 1, "help": "bootstrap resamples for the 95% CIs"})
+    n_boot: int = field(
+        default=1000, metadata={"ge": 1, "description": "bootstrap resamples for the 95% CIs"}
+    )
 
 
 @dataclass
-class SmokeConfig:
+class SmokeConfig(Section):
     """How ``--smoke`` shrinks every stage (see pipeline/smoke.py)."""
 
     set: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "dotted spec key -> value, every stage"}
+        default_factory=dict, metadata={"description": "dotted spec key -> value, every stage"}
     )
-    grid_values: int = field(default=2, metadata={"min": 1, "help": "values kept per grid parameter"})
-    num_samples: int = field(default=3, metadata={"min": 1, "help": "trials of an Optuna / random stage"})
-    n_boot: int = field(default=200, metadata={"min": 1})
-    encoder_stand_ins: dict[str, str] = field(
-        default_factory=dict, metadata={"check": _check_encoders, "help": "large encoder -> tiny stand-in"}
+    grid_values: int = field(default=2, metadata={"ge": 1, "description": "values kept per grid parameter"})
+    num_samples: int = field(
+        default=3, metadata={"ge": 1, "description": "trials of an Optuna / random stage"}
+    )
+    n_boot: int = field(default=200, metadata={"ge": 1})
+    encoder_stand_ins: Annotated[dict[str, str], check(_check_encoders)] = field(
+        default_factory=dict, metadata={"description": "large encoder -> tiny stand-in"}
     )
 
 
 @dataclass
-class PipelineConfig:
+class PipelineConfig(Section):
     """The whole pipeline file."""
 
-    name: str = field(metadata={"check": _check_name})
-    stages: list[StageEntry] = field(metadata={"help": "in the order they run"})
+    name: Annotated[str, check(_check_name)]
+    stages: list[StageEntry] = field(metadata={"description": "in the order they run"})
     description: str = ""
     refit: RefitSection = field(default_factory=RefitSection)
     reference: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "dotted key -> the thesis's choice, for the report"}
+        default_factory=dict, metadata={"description": "dotted key -> the thesis's choice, for the report"}
     )
     smoke: SmokeConfig = field(default_factory=SmokeConfig)
 
@@ -193,7 +198,7 @@ class PipelineConfig:
 
 
 @dataclass
-class Stage:
+class Stage(Section):
     """A stage with its spec file read (``raw`` is the YAML as written)."""
 
     entry: StageEntry
@@ -206,7 +211,7 @@ class Stage:
 
 
 @dataclass
-class Pipeline:
+class Pipeline(Section):
     """A loaded, checked pipeline file."""
 
     config: PipelineConfig

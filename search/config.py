@@ -7,7 +7,9 @@ multi-objective settings), so :func:`load_search_spec` rejects a bad spec before
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
+import json
 import math
 import os
 import re
@@ -15,9 +17,10 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from trainables.config import DoubleImbalanceCorrectionWarning, double_correction_message
+from trainables.schema import Section, check, json_schema
 from trainables.spec import Spec, load_spec
 
 DEFAULT_METRIC = "val/score_best"
@@ -67,47 +70,54 @@ def _check_gpu(value: float) -> None:
 
 
 @dataclass
-class SchedulerConfig:
+class SchedulerConfig(Section):
     """Trial scheduler; ``training_iteration`` (= epochs) is its time axis, ``max_t`` = ``train.epochs``."""
 
     type: Literal["asha", "fifo", "hyperband", "median"] = field(
-        default="asha", metadata={"help": "asha | fifo (no early stopping) | hyperband | median"}
+        default="asha", metadata={"description": "asha | fifo (no early stopping) | hyperband | median"}
     )
-    grace_period: int = field(default=2, metadata={"min": 1, "help": "epochs every trial runs before a stop"})
-    reduction_factor: float = field(default=3.0, metadata={"gt": 1.0, "help": "ASHA / HyperBand eta"})
+    grace_period: int = field(
+        default=2, metadata={"ge": 1, "description": "epochs every trial runs before a stop"}
+    )
+    reduction_factor: float = field(default=3.0, metadata={"gt": 1.0, "description": "ASHA / HyperBand eta"})
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(Section):
     """What to search and how (see spaces/README in the project README, 'Search spaces')."""
 
     algorithm: Literal["optuna", "random", "grid"] = field(
-        default="optuna", metadata={"help": "optuna (define-by-run) | random | grid (Tune's generator)"}
+        default="optuna",
+        metadata={"description": "optuna (define-by-run) | random | grid (Tune's generator)"},
     )
     sampler: Literal["tpe", "cmaes", "random", "nsgaii"] = field(
-        default="tpe", metadata={"help": "Optuna sampler; nsgaii needs a list of metrics"}
+        default="tpe", metadata={"description": "Optuna sampler; nsgaii needs a list of metrics"}
     )
-    num_samples: int = field(default=16, metadata={"min": 1, "help": "trials to run (ignored by grid)"})
-    metric: str | list[str] = field(
-        default=DEFAULT_METRIC,
-        metadata={"check": _check_metric, "help": "reported key to optimise (a list for nsgaii)"},
+    num_samples: int = field(default=16, metadata={"ge": 1, "description": "trials to run (ignored by grid)"})
+    metric: Annotated[str | list[str], check(_check_metric)] = field(
+        default=DEFAULT_METRIC, metadata={"description": "reported key to optimise (a list for nsgaii)"}
     )
-    mode: str | list[str] = field(default="max", metadata={"check": _check_mode, "help": "min | max"})
+    mode: Annotated[str | list[str], check(_check_mode)] = field(
+        default="max", metadata={"description": "min | max"}
+    )
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     max_concurrent: int | None = field(
         default=None,
-        metadata={"min": 1, "help": "at most this many trials at once (null: as resources allow)"},
+        metadata={"ge": 1, "description": "at most this many trials at once (null: as resources allow)"},
     )
-    time_budget: str | None = field(
-        default=None, metadata={"check": _check_duration, "help": "stop the search after e.g. 6h"}
+    time_budget: Annotated[str | None, check(_check_duration)] = field(
+        default=None, metadata={"description": "stop the search after e.g. 6h"}
     )
     points_to_evaluate: list[dict[str, Any]] = field(
-        default_factory=list, metadata={"help": "configs (dotted keys of the space) to try first"}
+        default_factory=list, metadata={"description": "configs (dotted keys of the space) to try first"}
     )
     space: dict[str, dict[str, Any]] = field(
-        default_factory=dict, metadata={"help": "dotted spec key -> distribution (choice, uniform, ...)"}
+        default_factory=dict,
+        metadata={"description": "dotted spec key -> distribution (choice, uniform, ...)"},
     )
-    seed: int = field(default=0, metadata={"help": "seeds the searcher (Optuna sampler, Tune's generator)"})
+    seed: int = field(
+        default=0, metadata={"description": "seeds the searcher (Optuna sampler, Tune's generator)"}
+    )
 
     @property
     def metrics(self) -> list[str]:
@@ -123,22 +133,26 @@ class SearchConfig:
 
 
 @dataclass
-class ResourcesConfig:
+class ResourcesConfig(Section):
     """Per trial. A fractional GPU packs several trials on one card (0.25 = four per GPU)."""
 
-    cpu: float = field(default=1.0, metadata={"gt": 0.0, "help": "CPU cores per trial (torch threads)"})
-    gpu: float = field(default=0.0, metadata={"min": 0.0, "check": _check_gpu, "help": "GPUs per trial"})
+    cpu: float = field(
+        default=1.0, metadata={"gt": 0.0, "description": "CPU cores per trial (torch threads)"}
+    )
+    gpu: Annotated[float, check(_check_gpu)] = field(
+        default=0.0, metadata={"ge": 0.0, "description": "GPUs per trial"}
+    )
 
 
 @dataclass
-class FailureConfig:
+class FailureConfig(Section):
     """Retries of a failed trial, each from its last checkpoint."""
 
-    max_failures: int = field(default=2, metadata={"min": -1, "help": "-1 = retry forever"})
+    max_failures: int = field(default=2, metadata={"ge": -1, "description": "-1 = retry forever"})
 
 
 @dataclass
-class CheckpointConfig:
+class CheckpointConfig(Section):
     """Per-trial checkpoints of the loop state (K fold models + optimizers); older ones are deleted.
 
     A trial saves every ``every_epochs`` epochs, at its last epoch and at each epoch where the scheduler
@@ -146,12 +160,13 @@ class CheckpointConfig:
     has its latest state; a failed trial's retry re-trains at most ``every_epochs - 1`` epochs.
     """
 
-    num_to_keep: int | None = field(default=2, metadata={"min": 1, "help": "null keeps all"})
+    num_to_keep: int | None = field(default=2, metadata={"ge": 1, "description": "null keeps all"})
     every_epochs: int = field(
         default=1,
         metadata={
-            "min": 1,
-            "help": "save every N epochs (plus the last epoch and ASHA/HyperBand rungs); 1 = every epoch",
+            "ge": 1,
+            "description": "save every N epochs (plus the last epoch and ASHA/HyperBand rungs); "
+            "1 = every epoch",
         },
     )
 
@@ -167,15 +182,15 @@ def wandb_netrc_login(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 @dataclass
-class WandbConfig:
+class WandbConfig(Section):
     """Weights & Biases logging: one run per trial, grouped by experiment."""
 
     mode: Literal["auto", "online", "offline", "disabled"] = field(
         default="auto",
-        metadata={"help": "auto = online with WANDB_API_KEY or a `wandb login` (netrc), else offline"},
+        metadata={"description": "auto = online with WANDB_API_KEY or a `wandb login` (netrc), else offline"},
     )
     project: str | None = field(
-        default=None, metadata={"help": f"null = $WANDB_PROJECT or {DEFAULT_PROJECT}"}
+        default=None, metadata={"description": f"null = $WANDB_PROJECT or {DEFAULT_PROJECT}"}
     )
     entity: str | None = None
 
@@ -318,3 +333,21 @@ def load_search_spec(path: str | Path, overrides: Sequence[str] = ()) -> SearchS
     """Read, override and validate a search spec (space included); raise ``SpecError`` listing every
     problem."""
     return load_spec(path, overrides, spec_cls=SearchSpec)
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a spec file (a train spec, or a search spec with its search sections)."""
+    schema = json_schema(SearchSpec)
+    schema["title"] = "bus-search spec"
+    schema["description"] = (
+        "A train spec (name, data, model, train) or a search spec (adds search, resources, failure, "
+        "checkpoint, wandb). Written by `python launch.py schema`; the spec validator also checks "
+        "component names and rules that span fields."
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """``launch.py schema``: print :func:`spec_json_schema` (``> spec.schema.json`` for an editor)."""
+    print(json.dumps(spec_json_schema(), indent=2))
+    return 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
 
 from model_zoo.config import LossConfig
+from model_zoo.schema import Section, check
 
 
 class DoubleImbalanceCorrectionWarning(UserWarning):
@@ -38,70 +39,73 @@ def _check_select(weights: dict[str, float]) -> None:
 
 
 @dataclass
-class AugmentConfig:
+class AugmentConfig(Section):
     """On-device batch augmentation (image and mask share one affine grid)."""
 
     hflip: bool = True
-    rotate: float = field(default=15.0, metadata={"min": 0.0, "max": 180.0, "help": "max degrees"})
+    rotate: float = field(default=15.0, metadata={"ge": 0.0, "le": 180.0, "description": "max degrees"})
     scale: tuple[float, float] = (0.9, 1.1)
-    brightness: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
-    contrast: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    brightness: float = field(default=0.1, metadata={"ge": 0.0, "le": 1.0})
+    contrast: float = field(default=0.1, metadata={"ge": 0.0, "le": 1.0})
     gamma: tuple[float, float] = (0.8, 1.2)
-    speckle: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0, "help": "multiplicative noise std"})
+    speckle: float = field(
+        default=0.1, metadata={"ge": 0.0, "le": 1.0, "description": "multiplicative noise std"}
+    )
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Section):
     """Optimisation of one config across the K folds."""
 
-    epochs: int = field(default=40, metadata={"min": 1})
-    batch_size: int = field(default=8, metadata={"min": 1})
+    epochs: int = field(default=40, metadata={"ge": 1})
+    batch_size: int = field(default=8, metadata={"ge": 1})
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = field(default=3.0e-4, metadata={"gt": 0.0})
-    weight_decay: float = field(default=1.0e-4, metadata={"min": 0.0})
-    momentum: float = field(default=0.9, metadata={"min": 0.0, "lt": 1.0, "help": "SGD only"})
+    weight_decay: float = field(default=1.0e-4, metadata={"ge": 0.0})
+    momentum: float = field(default=0.9, metadata={"ge": 0.0, "lt": 1.0, "description": "SGD only"})
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
-    warmup_epochs: int = field(default=1, metadata={"min": 0})
+    warmup_epochs: int = field(default=1, metadata={"ge": 0})
     amp: Literal["auto", "bf16", "fp16", "off"] = field(
         default="auto",
         metadata={
-            "help": "auto: bf16 on CUDA (fp16 where unsupported) and on CPUs with bf16 hardware "
+            "description": "auto: bf16 on CUDA (fp16 where unsupported) and on CPUs with bf16 hardware "
             "(AVX512-BF16/AMX: 1.9x faster), else off (fp32); bf16 | fp16 (CUDA) | off force one"
         },
     )
     channels_last: bool = field(
-        default=True, metadata={"help": "NHWC weights: faster on CUDA and on the CPU (oneDNN)"}
+        default=True, metadata={"description": "NHWC weights: faster on CUDA and on the CPU (oneDNN)"}
     )
     compile: bool = False
     grad_clip: float | None = field(default=1.0, metadata={"gt": 0.0})
     sampler: Literal["random", "balanced"] = "random"
     patience: int | None = field(
-        default=None, metadata={"min": 1, "help": "per-fold early stopping (epochs)"}
+        default=None, metadata={"ge": 1, "description": "per-fold early stopping (epochs)"}
     )
     seed: int = 0
     deterministic: bool = False
     cudnn_benchmark: bool = field(
         default=True,
         metadata={
-            "help": "CUDA: autotune conv kernels (faster epochs, slower first epoch); off with deterministic"
+            "description": "CUDA: autotune conv kernels (faster epochs, slower first epoch); "
+            "off with deterministic"
         },
     )
-    tau: float = field(default=2.0, metadata={"gt": 0.0, "help": "NSD tolerance in pixels"})
+    tau: float = field(default=2.0, metadata={"gt": 0.0, "description": "NSD tolerance in pixels"})
     min_area: int = field(
-        default=10, metadata={"min": 0, "help": "px; a smaller predicted lesion counts as none"}
+        default=10, metadata={"ge": 0, "description": "px; a smaller predicted lesion counts as none"}
     )
     lesion_gate: Literal["none", "classifier"] = field(
         default="none",
         metadata={
-            "help": "classifier: no lesion is drawn on an image the classification head calls normal "
+            "description": "classifier: no lesion is drawn on an image the classification head calls normal "
             "(validation, test, predict; the ungated figures are kept as val/ungated_*)"
         },
     )
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    select: dict[str, float] = field(
+    select: Annotated[dict[str, float], check(_check_select)] = field(
         default_factory=lambda: {"dice": 0.5, "macro_f1": 0.5},
-        metadata={"check": _check_select, "help": "score = weighted mean of these validation metrics"},
+        metadata={"description": "score = weighted mean of these validation metrics"},
     )
 
     def validate(self) -> list[str]:

@@ -21,14 +21,14 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 
 from model_zoo.config import ModelConfig
 from trainables.config import TrainConfig
 from trainables.data.config import DataConfig
-from trainables.schema import SpecError, dataclass_of, field_types, from_dict, to_dict
+from trainables.schema import Section, SpecError, check, dataclass_of, field_types, from_dict, to_dict
 
 S = TypeVar("S", bound="Spec")
 
@@ -48,10 +48,12 @@ def check_name(name: str) -> None:
 
 
 @dataclass
-class Spec:
+class Spec(Section):
     """One experiment: where the data is, which network, and how to train it."""
 
-    name: str = field(default="experiment", metadata={"check": check_name, "help": "names the output folder"})
+    name: Annotated[str, check(check_name)] = field(
+        default="experiment", metadata={"description": "names the output folder"}
+    )
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

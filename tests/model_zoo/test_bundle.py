@@ -177,7 +177,7 @@ def _meta_of(path: Path) -> dict[str, Any]:
         ("min_area", -1, r"meta\.min_area: expected an integer >= 0"),
         ("tau", 0, r"meta\.tau: expected a positive number"),
         ("source", "refit", r"meta\.source: expected a JSON object"),
-        ("num_classes", 0, r"model_config\.num_classes: expected a value >= 2, got 0"),
+        ("num_classes", 0, r"model_config\.num_classes: expected an integer >= 2, got 0"),
         ("encoder_depth", "5", r"model_config\.encoder_depth: expected an integer"),
         ("encoder", "no-such-encoder", r"model_config: .*unknown encoder 'no-such-encoder'"),
         ("decoder_options", {"decoder_channels": -3}, r"model_config: \w+Error: "),

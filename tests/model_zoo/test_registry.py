@@ -73,7 +73,7 @@ def test_latent_aug_and_pooling_choices() -> None:
 
 
 def test_config_unknown_key_and_types() -> None:
-    with pytest.raises(ValueError, match=r"model\.decodr: unknown key. Did you mean model\.decoder\?"):
+    with pytest.raises(ValueError, match=r"model\.decodr: unknown key, did you mean model\.decoder\?"):
         model_config_from_dict({"decodr": "unet"})
     with pytest.raises(ValueError, match=r"model\.latent_aug\.sigmaa: unknown key.*sigma"):
         model_config_from_dict({"latent_aug": {"sigmaa": 0.1}})

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from trainables.config import DoubleImbalanceCorrectionWarning
-from trainables.schema import SpecError
+from trainables.schema import Section, SpecError
 from trainables.spec import (
     Spec,
     apply_overrides,
@@ -367,8 +367,8 @@ def test_unflatten_rejects_a_key_that_is_both_value_and_section() -> None:
 
 
 @dataclass
-class _Extra:
-    num_samples: int = field(default=1, metadata={"min": 1})
+class _Extra(Section):
+    num_samples: int = field(default=1, metadata={"ge": 1})
 
 
 @dataclass

@@ -5,22 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from model_zoo.schema import Section
+
 DEFAULT_CLASSES = ("normal", "benign", "malignant")
 
 
 @dataclass
-class SyntheticConfig:
+class SyntheticConfig(Section):
     """The built-in synthetic set, made on the fly when ``data.root`` is null."""
 
     n_per_class: list[int] = field(
-        default_factory=lambda: [27, 87, 42], metadata={"help": "normal benign malignant"}
+        default_factory=lambda: [27, 87, 42], metadata={"description": "normal benign malignant"}
     )
-    size: int = field(default=128, metadata={"min": 32, "help": "side of the written PNGs in pixels"})
+    size: int = field(default=128, metadata={"ge": 32, "description": "side of the written PNGs in pixels"})
     seed: int = 0
 
 
 @dataclass
-class DedupConfig:
+class DedupConfig(Section):
     """How duplicates and same-lesion frames are found (:mod:`trainables.data.dedup`, ``frames``).
 
     The defaults were measured on the full BUSI development set against a published curation and a
@@ -28,44 +30,52 @@ class DedupConfig:
     """
 
     hash_bits: int = field(
-        default=16, metadata={"min": 0, "max": 128, "help": "phash+dhash bits within which images are copies"}
+        default=16,
+        metadata={"ge": 0, "le": 128, "description": "phash+dhash bits within which images are copies"},
     )
-    frames: bool = field(default=True, metadata={"help": "also group cropped copies and same-lesion frames"})
+    frames: bool = field(
+        default=True, metadata={"description": "also group cropped copies and same-lesion frames"}
+    )
     appearance: float = field(
-        default=0.915, metadata={"min": 0.0, "max": 1.0, "help": "shift-tolerant correlation at 1/8 scale"}
+        default=0.915,
+        metadata={"ge": 0.0, "le": 1.0, "description": "shift-tolerant correlation at 1/8 scale"},
     )
     structure: float = field(
-        default=0.32, metadata={"min": 0.0, "max": 1.0, "help": "the same on band-passed images"}
+        default=0.32, metadata={"ge": 0.0, "le": 1.0, "description": "the same on band-passed images"}
     )
     appearance_floor: float = field(
-        default=0.88, metadata={"min": 0.0, "max": 1.0, "help": "appearance needed with strong_structure"}
+        default=0.88,
+        metadata={"ge": 0.0, "le": 1.0, "description": "appearance needed with strong_structure"},
     )
     strong_structure: float = field(
-        default=0.42, metadata={"min": 0.0, "max": 1.0, "help": "structure that links from appearance_floor"}
+        default=0.42,
+        metadata={"ge": 0.0, "le": 1.0, "description": "structure that links from appearance_floor"},
     )
     neighbours: int = field(
-        default=10, metadata={"min": 1, "max": 100, "help": "nearest images compared per image"}
+        default=10, metadata={"ge": 1, "le": 100, "description": "nearest images compared per image"}
     )
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     """Where the images are and how they become training arrays and splits."""
 
     root: str | None = field(
-        default=None, metadata={"help": "BUSI-format folder; null = built-in synthetic set"}
+        default=None, metadata={"description": "BUSI-format folder; null = built-in synthetic set"}
     )
-    image_size: int = field(default=256, metadata={"min": 32, "help": "working resolution (square)"})
+    image_size: int = field(default=256, metadata={"ge": 32, "description": "working resolution (square)"})
     resize: Literal["stretch", "letterbox"] = "letterbox"
-    folds: int = field(default=3, metadata={"min": 2, "max": 20})
+    folds: int = field(default=3, metadata={"ge": 2, "le": 20})
     test_fraction: float = field(default=0.2, metadata={"gt": 0.0, "lt": 1.0})
     seed: int = 42
     classes: list[str] = field(default_factory=lambda: list(DEFAULT_CLASSES))
     missing_mask: Literal["error", "empty", "skip"] = "error"
-    splits: str | None = field(default=None, metadata={"help": "a user-written splits.json to use as given"})
+    splits: str | None = field(
+        default=None, metadata={"description": "a user-written splits.json to use as given"}
+    )
     conflicting_labels: Literal["drop", "keep"] = field(
         default="drop",
-        metadata={"help": "images in a duplicate group spanning classes: drop (listed) or keep"},
+        metadata={"description": "images in a duplicate group spanning classes: drop (listed) or keep"},
     )
     dedup: DedupConfig = field(default_factory=DedupConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
