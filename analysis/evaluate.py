@@ -310,10 +310,12 @@ def evaluate(
     seed: int = 0,
     tau_original: float | None = None,
     progress: bool = False,
+    lesion_gate: str = "none",
 ) -> dict[str, Any]:
     """The test report: ``metrics`` (value + ``ci95``), ``confusion``, ``per_image``, ``bootstrap``,
     ``settings``. ``tau`` is in working pixels, ``tau_original`` (default: ``tau``) in original pixels;
-    the ``*_orig`` metrics are computed when ``test`` carries original masks."""
+    the ``*_orig`` metrics are computed when ``test`` carries original masks. ``lesion_gate`` is the
+    rule ``seg_prob`` was already gated by (:func:`analysis.predict.predict_arrays`), for the record."""
     pred = lesion_mask(seg_prob)
     gt = test.masks.astype(bool)
     metrics, per_image, confusion = point_metrics(
@@ -375,6 +377,7 @@ def evaluate(
             "tau_px": tau,
             "tau_px_original": tau_o,
             "min_area_px": min_area,
+            "lesion_gate": lesion_gate,
             "working_size_px": size,
             "resolution": f"dice, iou, hd95, nsd, normal_fp_rate, dice_<class>: working size {size} px; "
             "*_orig: each image's original size (probabilities mapped back with undo_resize, then "
@@ -577,6 +580,8 @@ def _resolution_note(report: Mapping[str, Any]) -> str:
     note = f"segmentation at the working size {s.get('working_size_px', '?')} px (tau {s.get('tau_px')} px)"
     if any(name.endswith(ORIG) for name in report["metrics"]):
         note += f"; *_orig at the original image size (original px, tau {s.get('tau_px_original')} px)"
+    if s.get("lesion_gate", "none") != "none":
+        note += f"; lesion maps gated by the {s['lesion_gate']} (no lesion on images classified normal)"
     return note
 
 

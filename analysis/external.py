@@ -194,11 +194,26 @@ def run_evaluation(
 
     test = heldout_from_dataset(dataset, np.arange(len(dataset)))
     seg_prob, probs = predict_arrays(
-        [predictor.model], test.images, predictor.device, tta=tta, progress=progress
+        [predictor.model],
+        test.images,
+        predictor.device,
+        tta=tta,
+        progress=progress,
+        lesion_gate=predictor.lesion_gate,
     )
     train = (predictor.meta.get("spec") or {}).get("train") or {}
     tau = float(predictor.meta.get("tau", train.get("tau", 2.0)))
-    result = evaluate(test, seg_prob, probs, tau, predictor.min_area, n_boot, seed, progress=progress)
+    result = evaluate(
+        test,
+        seg_prob,
+        probs,
+        tau,
+        predictor.min_area,
+        n_boot,
+        seed,
+        progress=progress,
+        lesion_gate=predictor.lesion_gate,
+    )
     out.mkdir(parents=True, exist_ok=True)
     figures = write_figures(test, seg_prob, probs, result, out)
     log = log_path(bundle)

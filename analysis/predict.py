@@ -39,7 +39,7 @@ from model_zoo.errors import UserError
 from trainables.data.errors import DataError, listing
 from trainables.data.imageio import read_gray
 from trainables.data.resize import resize_image, undo_resize
-from trainables.metrics import lesion_mask, lesion_probs
+from trainables.metrics import gate_lesion, lesion_mask, lesion_probs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MASK_STEM = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)
@@ -88,10 +88,12 @@ def predict_arrays(
     tta: bool = False,
     progress: bool = False,
     amp: str = "auto",
+    lesion_gate: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Working-size ``uint8[N,S,S]`` images -> lesion probabilities ``float32[N,S,S]`` and class
     probabilities ``float64[N,K]`` (``progress``: a bar per batch on stderr; ``amp``: see
-    :func:`forward_probs`)."""
+    :func:`forward_probs`; ``lesion_gate``: ``train.lesion_gate``, applied to the averaged
+    probabilities by :func:`trainables.metrics.gate_lesion` with the first model's class names)."""
     from tqdm import tqdm
 
     segs, clss = [], []
@@ -104,7 +106,11 @@ def predict_arrays(
         seg, cls = forward_probs(models, x, tta, amp)
         segs.append(seg[:, 0].cpu().numpy().astype(np.float32))
         clss.append(cls.cpu().numpy().astype(np.float64))
-    return np.concatenate(segs), np.concatenate(clss)
+    seg_prob, probs = np.concatenate(segs), np.concatenate(clss)
+    if lesion_gate != "none":
+        names = getattr(models[0], "class_names", None) or ()
+        seg_prob = gate_lesion(seg_prob, probs, lesion_gate, names)
+    return seg_prob, probs
 
 
 # ------------------------------------------------------------------------------------------ bundle
@@ -184,13 +190,16 @@ class Predictor:
         self.image_size, self.resize = bundle_preprocessing(self.meta, path)
         train = (self.meta.get("spec") or {}).get("train") or {}
         self.min_area = int(self.meta.get("min_area", train.get("min_area", DEFAULT_MIN_AREA)))
+        self.lesion_gate = str(train.get("lesion_gate", "none"))
         self.tta = tta
         self.path = path
 
     def predict_gray(self, gray: np.ndarray, path: str = "") -> Prediction:
         """Predict one gray ``uint8[H,W]`` image."""
         work, info = resize_image(gray, self.image_size, self.resize)
-        seg, cls = predict_arrays([self.model], work[None], self.device, tta=self.tta)
+        seg, cls = predict_arrays(
+            [self.model], work[None], self.device, tta=self.tta, lesion_gate=self.lesion_gate
+        )
         prob_map = undo_resize(seg[0], info).astype(np.float32)
         mask = lesion_mask(prob_map)
         probs = cls[0]

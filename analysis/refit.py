@@ -438,9 +438,17 @@ def run_refit(
 
     from analysis.predict import predict_arrays
 
-    seg_prob, probs = predict_arrays(models, test.images, torch_device)
+    gate = spec.train.lesion_gate
+    seg_prob, probs = predict_arrays(models, test.images, torch_device, lesion_gate=gate)
     report = evaluate(
-        test, seg_prob, probs, spec.train.tau, spec.train.min_area, n_boot=n_boot, progress=progress
+        test,
+        seg_prob,
+        probs,
+        spec.train.tau,
+        spec.train.min_area,
+        n_boot=n_boot,
+        progress=progress,
+        lesion_gate=gate,
     )
     figures = write_figures(test, seg_prob, probs, report, out)
     outputs.update({k: str(v) for k, v in figures.items()})

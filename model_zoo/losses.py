@@ -87,10 +87,14 @@ class LesionImagesOnly(nn.Module):
         return self.region(logits[has_lesion], target[has_lesion])
 
 
-def _probs_and_spatial_axes(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-    """``sigmoid(logits)`` and the axes to sum over per image and channel; shapes must match."""
+def _check_same_shape(logits: torch.Tensor, target: torch.Tensor) -> None:
     if target.shape != logits.shape:
         raise ValueError(f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+
+
+def _probs_and_spatial_axes(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``sigmoid(logits)`` and the axes to sum over per image and channel; shapes must match."""
+    _check_same_shape(logits, target)
     return torch.sigmoid(logits), list(range(2, logits.dim()))
 
 
@@ -160,8 +164,7 @@ class PresenceLoss(nn.Module):
         self.top_k = int(top_k)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if target.shape != logits.shape:
-            raise ValueError(f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
+        _check_same_shape(logits, target)
         has_lesion = (target.flatten(1).amax(dim=1) > 0).to(logits.dtype)
         return F.binary_cross_entropy_with_logits(presence_logits(logits, self.top_k), has_lesion)
 

@@ -69,7 +69,9 @@ from trainables.device import (
     to_channels_last,
 )
 from trainables.metrics import (
+    check_lesion_gate,
     classification_metrics,
+    gate_lesion,
     masks_from_logits,
     mean_std,
     per_class_dice,
@@ -263,6 +265,7 @@ class CrossValLoop:
                 f"model.num_classes is {spec.model.num_classes} but the dataset has {len(self.class_names)} "
                 f"classes ({', '.join(self.class_names)})"
             )
+        check_lesion_gate(self.cfg.lesion_gate, self.class_names)
         folds = list(split.folds)
         if not folds:
             raise ValueError("the split has no folds")
@@ -406,9 +409,13 @@ class CrossValLoop:
         pred, probs, loss = self.predict(fold, fold.val_idx)
         gt = np.asarray(self.masks_np[fold.val_idx]) > 0
         labels = self.labels[fold.val_idx]
-        seg = segmentation_metrics(pred, gt, tau=self.cfg.tau, min_area=self.cfg.min_area)
+        gated = gate_lesion(pred, probs, self.cfg.lesion_gate, self.class_names)
+        seg = segmentation_metrics(gated, gt, tau=self.cfg.tau, min_area=self.cfg.min_area)
         cls = classification_metrics(probs, labels, self.class_names)
         metrics = {**_scalars(seg), **_scalars(cls), "loss": loss}
+        if gated is not pred:  # what the gate changed, epoch by epoch
+            raw = segmentation_metrics(pred, gt, tau=self.cfg.tau, min_area=self.cfg.min_area)
+            metrics |= {f"ungated_{k}": raw[k] for k in ("dice", "normal_specificity")}
         for name, values in per_class_dice(seg["per_image"]["dice"], labels, self.class_names).items():
             metrics[name] = float(np.nanmean(values))  # e.g. dice_benign, dice_malignant
         metrics["score"] = selection_score(metrics, self.cfg.select)

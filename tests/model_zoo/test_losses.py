@@ -19,10 +19,12 @@ from model_zoo.losses import (
     CLS_LOSSES,
     SEG_LOSSES,
     LesionImagesOnly,
+    PresenceLoss,
     SoftDiceLoss,
     SoftTverskyLoss,
     build_loss,
     class_weights_from_counts,
+    presence_logits,
 )
 from model_zoo.registry import UnknownComponentError
 
@@ -169,6 +171,47 @@ def test_joint_weights_and_aug_samples() -> None:
         Out(seg, logits, aug_logits, aug_labels), masks, labels
     )
     assert no_weight["cls"] == pytest.approx(parts["cls"], rel=1e-6)
+
+
+def test_presence_logit_is_the_mean_of_the_k_largest_pixel_logits() -> None:
+    logits = torch.full((2, 1, 4, 4), -3.0)
+    logits[0, 0, 0, :3] = torch.tensor([5.0, 4.0, 3.0])
+    assert presence_logits(logits, 2).tolist() == [4.5, -3.0]
+    assert presence_logits(logits, 100).tolist() == pytest.approx([(12.0 - 3 * 13) / 16, -3.0])
+    with pytest.raises(ValueError, match="presence_top_k"):
+        PresenceLoss(0)
+
+
+def test_presence_term_charges_a_small_blob_on_a_normal_image_as_an_image_level_error() -> None:
+    """A 20 px confident blob on a normal 128 px image costs little BCE (its share of the pixels) but a
+    full image-level error in the presence term; the term's gradient reaches the top-k pixels only."""
+    masks = torch.zeros(1, 1, 128, 128)
+    clean = torch.full_like(masks, -6.0)
+    blob = clean.clone()
+    blob[0, 0, :4, :5] = 4.0
+    plain = LossConfig(seg="dice_bce", cls="ce")
+    with_term = LossConfig(seg="dice_bce", cls="ce", presence_weight=1.0, presence_top_k=10)
+    labels, cls_logits = torch.tensor([0]), torch.zeros(1, 3)
+    _, p_plain = build_loss(plain)(Out(blob, cls_logits), masks, labels)
+    _, p_clean = build_loss(plain)(Out(clean, cls_logits), masks, labels)
+    assert p_plain["seg"] - p_clean["seg"] < 0.01  # why the term exists
+    assert "presence" not in p_plain
+    blob.requires_grad_(True)
+    total, parts = build_loss(with_term)(Out(blob, cls_logits), masks, labels)
+    assert parts["presence"] == pytest.approx(float(F.softplus(torch.tensor(4.0))), rel=1e-5)
+    assert parts["seg"] == pytest.approx(p_plain["seg"] + parts["presence"], rel=1e-5)
+    total.backward()
+    grad = blob.grad.abs()[0, 0]
+    assert (grad[:4, :5] > grad.max() * 0.5).sum() == 10  # 10 of the 20 blob pixels carry the term
+
+
+def test_presence_term_wants_a_lesion_drawn_on_lesion_images() -> None:
+    masks = square_masks(2, 16)
+    cfg = LossConfig(seg="dice_bce", cls="ce", presence_weight=0.5, presence_top_k=4)
+    labels, cls_logits = torch.tensor([1, 2]), torch.zeros(2, 3)
+    _, silent = build_loss(cfg)(Out(torch.full_like(masks, -5.0), cls_logits), masks, labels)
+    _, drawn = build_loss(cfg)(Out(torch.where(masks > 0, 5.0, -5.0), cls_logits), masks, labels)
+    assert silent["presence"] > 4.9 and drawn["presence"] < 0.01
 
 
 @pytest.mark.parametrize("seg_name", SEG_LOSSES.names())

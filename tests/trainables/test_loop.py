@@ -401,6 +401,36 @@ def test_validation_and_test_decide_lesion_pixels_by_one_rule(
     assert [r["lesion_area_px"] for r in report["per_image"]] == val_masks.sum((1, 2)).tolist()
 
 
+def test_classifier_gate_decides_validation_and_keeps_the_ungated_figures(
+    data: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``train.lesion_gate: classifier`` a model that draws a lesion everywhere but calls every image
+    normal scores normal specificity 1 and Dice 0 (the gated maps); ``ungated_*`` keep what it drew. The
+    test evaluation's maps (``predict_arrays``) follow the same rule."""
+    from analysis.predict import predict_arrays
+
+    dataset, split, _ = data
+    loop = CrossValLoop(tiny_spec(lesion_gate="classifier"), dataset, split, device="cpu")
+    fold = loop.folds[0]
+
+    class AllNormal(torch.nn.Module):
+        class_names = tuple(dataset.class_names)
+
+        def forward(self, x: torch.Tensor, labels: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+            n, size = x.shape[0], x.shape[-1]
+            return torch.full((n, 1, size, size), 5.0), torch.tensor([[3.0, 0.0, 0.0]]).expand(n, 3)
+
+    monkeypatch.setattr(fold, "forward", AllNormal())
+    metrics = loop.validate(fold)
+    assert metrics["normal_specificity"] == 1.0 and metrics["dice"] == 0.0
+    assert metrics["ungated_normal_specificity"] == 0.0 and metrics["ungated_dice"] > 0.0
+    seg_prob, _ = predict_arrays(
+        [AllNormal()], np.array(dataset.images[:4]), torch.device("cpu"), lesion_gate="classifier"
+    )
+    assert not seg_prob.any()
+    assert "ungated_dice" not in CrossValLoop(tiny_spec(), dataset, split, device="cpu").validate(fold)
+
+
 def test_predict_runs_with_the_validations_precision(data: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a CPU with bf16 hardware, predict (``amp`` auto) decides exactly like the loop's bf16 validation;
     ``amp="off"`` gives the float32 figures, close to the bf16 ones."""

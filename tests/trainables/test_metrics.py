@@ -15,8 +15,10 @@ from sklearn.metrics import confusion_matrix, f1_score, recall_score, roc_auc_sc
 from trainables.metrics import (
     HIGHER_IS_BETTER,
     SCORE_METRICS,
+    check_lesion_gate,
     check_select,
     classification_metrics,
+    gate_lesion,
     higher_is_better,
     lesion_mask,
     lesion_probs,
@@ -405,3 +407,26 @@ def test_mean_std() -> None:
     assert mean_std([1.0, math.nan, 3.0]) == pytest.approx((2.0, math.sqrt(2)))
     assert mean_std([4.0]) == (4.0, 0.0)
     assert all(math.isnan(v) for v in mean_std([math.nan]))
+
+
+def test_classifier_gate_clears_the_maps_of_images_classified_normal() -> None:
+    names = ("normal", "benign", "malignant")
+    seg = np.full((3, 4, 4), 0.9, dtype=np.float32)
+    probs = np.array([[0.6, 0.3, 0.1], [0.3, 0.6, 0.1], [0.34, 0.33, 0.33]])
+    gated = gate_lesion(seg, probs, "classifier", names)
+    assert gated.dtype == seg.dtype and gated.shape == seg.shape
+    assert gated.sum((1, 2)).tolist() == [0.0, pytest.approx(0.9 * 16), 0.0]
+    assert gate_lesion(seg > 0.5, probs, "classifier", names).sum((1, 2)).tolist() == [0, 16, 0]
+    assert gate_lesion(seg, probs, "none", names) is seg
+    assert seg.min() == pytest.approx(0.9)  # the input is never changed
+
+
+def test_lesion_gate_refuses_unknown_gates_classes_without_normal_and_bad_shapes() -> None:
+    assert check_lesion_gate("none", ("a", "b")) is None
+    assert check_lesion_gate("classifier", ("benign", "normal")) == 1
+    with pytest.raises(ValueError, match="lesion_gate: expected one of none, classifier"):
+        check_lesion_gate("mask", ("normal",))
+    with pytest.raises(ValueError, match="classes are benign, malignant; use lesion_gate: none"):
+        check_lesion_gate("classifier", ("benign", "malignant"))
+    with pytest.raises(ValueError, match="class probabilities for 3 maps"):
+        gate_lesion(np.zeros((3, 2, 2)), np.zeros((2, 2)), "classifier", ("normal", "benign"))
