@@ -35,10 +35,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         # raised by a stage's search, analysis or refit after the pipeline started: the pipeline stopped
         # there (exit 1, how to go on); bad input found before anything ran reaches launch.py as it is
         raise PipelineError(str(exc)) from exc
-    refit = run.state.data.get("refit") or {}
+    refit = run.state.refit
+    bundle = refit.result.outputs.get("bundle") if refit and refit.result else None
     print(f"pipeline folder: {run.folder}")
     print(f"report:          {run.report}")
     print(f"record:          {run.state.path}")
-    if refit.get("outputs", {}).get("bundle"):
-        print(f"model bundle:    {refit['outputs']['bundle']}")
+    if bundle:
+        print(f"model bundle:    {bundle}")
     return 0

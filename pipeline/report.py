@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import Pipeline
+from pipeline.records import RefitRecord, StageRecord
 from pipeline.state import PipelineState, now
 
 REPORT_NAME = "pipeline_report.md"
@@ -59,17 +60,16 @@ def _rel(path: str | Path, folder: Path) -> str:
     return os.path.relpath(Path(path), folder).replace(os.sep, "/")
 
 
-def searched_keys(record: Mapping[str, Any]) -> list[str]:
+def searched_keys(record: StageRecord | None) -> list[str]:
     """The keys a stage searched (from its recorded spec)."""
-    space = (record.get("own_spec") or {}).get("search.space") or {}
-    return list(space)
+    return list((record.own_spec.get("search.space") or {}) if record else {})
 
 
 def decided_by(key: str, pipeline: Pipeline, state: PipelineState) -> str | None:
     """The last stage whose search covered ``key`` (the field itself or a section above it)."""
     found = None
     for name in pipeline.config.stage_names:
-        for s in searched_keys(state.stage(name) or {}):
+        for s in searched_keys(state.stage(name)):
             if s == key or key.startswith(s + ".") or s.startswith(key + "."):
                 found = name
     return found
@@ -86,39 +86,41 @@ def _leaderboard_rows(exp: Path, metric: str) -> str:
     return to_markdown(display_frame(board, top=TOP_ROWS, compact=True))
 
 
-def _figures(record: Mapping[str, Any], exp: Path, folder: Path) -> list[str]:
-    plots = (record.get("analysis") or {}).get("plots") or {}
+def _figures(record: StageRecord, exp: Path, folder: Path) -> list[str]:
+    metric = record.result.metric if record.result else "score"
+    plots = record.result.analysis.plots if record.result else {}
     wanted = [f"score_by_{k}" for k in searched_keys(record) if f"score_by_{k}" in plots]
     if not wanted:
         wanted = [k for k in ("param_importance", "learning_curves") if k in plots][:1]
     out = []
     for key in wanted:
         title = key.replace("score_by_", "score by ").replace("_", " ")
-        out += [f"![{record.get('metric', 'score')} {title}]({_rel(exp / plots[key], folder)})", ""]
+        out += [f"![{metric} {title}]({_rel(exp / plots[key], folder)})", ""]
     return out
 
 
-def stage_section(index: int, name: str, record: Mapping[str, Any], folder: Path) -> list[str]:
+def stage_section(index: int, name: str, record: StageRecord | None, folder: Path) -> list[str]:
     """The report section of one stage."""
-    exp = Path(record.get("exp_dir") or folder / name)
+    exp = Path(record.exp_dir if record and record.exp_dir else folder / name)
     lines = [f"## {index}. `{name}`", ""]
-    if record.get("description"):
-        lines += [str(record["description"]), ""]
-    if record.get("status") != "done":
-        return [*lines, f"Not finished (status: {record.get('status', 'not started')}).", ""]
-    statuses = ", ".join(f"{v} {k}" for k, v in (record.get("trial_status") or {}).items())
-    times = f"search {_num(record.get('search_s'), 0)} s, analysis {_num(record.get('analysis_s'), 0)} s"
+    if record and record.description:
+        lines += [str(record.description), ""]
+    if record is None or record.status != "done" or record.result is None:
+        return [*lines, f"Not finished (status: {record.status if record else 'not started'}).", ""]
+    result = record.result
+    statuses = ", ".join(f"{v} {k}" for k, v in result.trial_status.items())
+    times = f"search {_num(record.search_s, 0)} s, analysis {_num(record.analysis_s, 0)} s"
     lines += [
-        f"- Spec: `{record.get('spec_file')}`; experiment folder `{_rel(exp, folder)}/` "
-        f"([analysis report]({_rel(exp / record['analysis']['report'], folder)}), "
-        f"[full leaderboard]({_rel(exp / record['analysis']['leaderboard'], folder)}))",
+        f"- Spec: `{record.spec_file}`; experiment folder `{_rel(exp, folder)}/` "
+        f"([analysis report]({_rel(exp / result.analysis.report, folder)}), "
+        f"[full leaderboard]({_rel(exp / result.analysis.leaderboard, folder)}))",
         f"- Searched: {', '.join(f'`{k}`' for k in searched_keys(record)) or '-'}; "
-        f"{record.get('n_trials')} trials ({statuses}); {times}",
+        f"{result.n_trials} trials ({statuses}); {times}",
     ]
-    inherited = record.get("inherited") or {}
+    inherited = record.inherited
     if inherited:
-        lines.append(f"- Inherited from `{record.get('inherited_from')}`'s winner: {_params(inherited)}")
-    smoke = record.get("smoke") or {}
+        lines.append(f"- Inherited from `{record.inherited_from}`'s winner: {_params(inherited)}")
+    smoke = record.smoke or {}
     if smoke:
         groups: dict[str, list[str]] = {}
         if "model.encoder" not in inherited:  # an inherited encoder replaces the stage's own
@@ -139,8 +141,8 @@ def stage_section(index: int, name: str, record: Mapping[str, Any], folder: Path
             )
         if smoke.get("num_samples"):
             lines.append(f"- Smoke trials: {smoke['num_samples'][1]} (of {smoke['num_samples'][0]})")
-    metric = record.get("metric", "score")
-    direction = "lower" if record.get("lower_is_better") else "higher"
+    metric = result.metric
+    direction = "lower" if result.lower_is_better else "higher"
     lines += [
         "",
         f"Ranked by the CV mean of `{metric}` ({direction} is better) at each trial's best epoch; "
@@ -149,63 +151,63 @@ def stage_section(index: int, name: str, record: Mapping[str, Any], folder: Path
         _leaderboard_rows(exp, metric).rstrip(),
         "",
     ]
-    w, r = record["winner"], record.get("runner_up")
+    w, r = result.winner, result.runner_up
     choice = (
-        f"**Chosen:** trial `{w['trial_id']}`: {_params(w['params'])}: "
-        f"{metric} {_pm(w['score'], w['score_std'])}, Dice {_pm(w.get('dice'), w.get('dice_std'))}, "
-        f"macro-F1 {_pm(w.get('macro_f1'), w.get('macro_f1_std'))}."
+        f"**Chosen:** trial `{w.trial_id}`: {_params(w.params)}: "
+        f"{metric} {_pm(w.score, w.score_std)}, Dice {_pm(w.dice, w.dice_std)}, "
+        f"macro-F1 {_pm(w.macro_f1, w.macro_f1_std)}."
     )
     lines.append(choice)
     if r:
-        margin = abs(float(w["score"]) - float(r["score"]))
-        std = float(w["score_std"]) if w.get("score_std") is not None else math.nan
+        margin = abs(float(w.score) - float(r.score))
+        std = float(w.score_std) if w.score_std is not None else math.nan
         verdict = (
             "within one fold standard deviation of the winner, so the data does not separate them"
             if not math.isnan(std) and margin < std
             else "a clearer gap than the winner's fold spread"
         )
         lines.append(
-            f"Runner-up: trial `{r['trial_id']}` ({_params(r['params'])}): "
-            f"{_pm(r['score'], r['score_std'])}; margin {_num(margin)}, {verdict}."
+            f"Runner-up: trial `{r.trial_id}` ({_params(r.params)}): "
+            f"{_pm(r.score, r.score_std)}; margin {_num(margin)}, {verdict}."
         )
     lines += ["", *_figures(record, exp, folder)]
     return lines
 
 
-def refit_section(refit: Mapping[str, Any], folder: Path) -> list[str]:
+def refit_section(refit: RefitRecord | None, folder: Path) -> list[str]:
     """The final model's test results with 95% bootstrap confidence intervals."""
     lines = ["## Final model: refit and test", ""]
-    if refit.get("status") != "done":
-        return [*lines, f"Not finished (status: {refit.get('status', 'not started')}).", ""]
+    if refit is None or refit.status != "done" or refit.result is None:
+        return [*lines, f"Not finished (status: {refit.status if refit else 'not started'}).", ""]
+    r = refit.result
     lines += [
-        f"Trial `{refit['trial_id']}` of `{refit['stage']}` (CV score {_num(refit.get('cv_score'))}) "
-        f"trained on all {refit.get('dev_images')} development images for {refit.get('epochs')} epochs "
-        f"({refit.get('epochs_rule')}), then evaluated once on the {refit.get('n_test')} held-out "
+        f"Trial `{r.trial_id}` of `{r.stage}` (CV score {_num(r.cv_score)}) "
+        f"trained on all {r.dev_images} development images for {r.epochs} epochs "
+        f"({r.epochs_rule}), then evaluated once on the {r.n_test} held-out "
         "test images "
-        f"([test_report.json]({_rel(refit['outputs']['report'], folder)}), "
-        f"[model bundle]({_rel(refit['outputs']['bundle'], folder)})).",
+        f"([test_report.json]({_rel(r.outputs['report'], folder)}), "
+        f"[model bundle]({_rel(r.outputs['bundle'], folder)})).",
         "",
         "| metric | test value | 95% CI (cluster bootstrap over duplicate groups) |",
         "|---|---|---|",
     ]
-    metrics = refit.get("metrics") or {}
+    metrics = r.metrics
     for name in [m for m in TEST_METRICS if m in metrics] + [m for m in metrics if m not in TEST_METRICS]:
         m = metrics[name]
         ci = m.get("ci95") or [None, None]
         lines.append(f"| {name} | {_num(m.get('value'))} | [{_num(ci[0])}, {_num(ci[1])}] |")
     lines.append("")
     for key in ("confusion_matrix", "roc", "gallery"):
-        if key in refit.get("outputs", {}):
-            lines += [f"![{key}]({_rel(refit['outputs'][key], folder)})", ""]
-    examples = refit.get("examples") or []
-    if examples:
+        if key in r.outputs:
+            lines += [f"![{key}]({_rel(r.outputs[key], folder)})", ""]
+    if r.examples:
         lines += [
             "Held-out images predicted from their files with the bundle (as `launch.py predict` does):",
             "",
             "| image | label | predicted | probabilities | lesion px | flag |",
             "|---|---|---|---|---|---|",
         ]
-        for e in examples:
+        for e in r.examples:
             probs = ", ".join(f"{p:.2f}" for p in e["probs"])
             viz = _rel(e["visualization"], folder)
             lines.append(
@@ -219,8 +221,8 @@ def refit_section(refit: Mapping[str, Any], folder: Path) -> list[str]:
 def comparison_section(pipeline: Pipeline, state: PipelineState) -> list[str]:
     """The thesis's final architecture beside what the data chose (with smoke stand-ins applied)."""
     reference = pipeline.config.reference
-    final = state.stage(pipeline.config.refit_stage) or {}
-    config = (final.get("winner") or {}).get("config") or {}
+    final = state.stage(pipeline.config.refit_stage)
+    config = final.result.winner.config if final and final.result else {}
     if not reference or not config:
         return []
     stand_ins = pipeline.config.smoke.encoder_stand_ins if state.data.get("smoke") else {}
@@ -271,26 +273,34 @@ def write_pipeline_report(pipeline: Pipeline, state: PipelineState, folder: str 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in pipeline.config.stage_names:
-        r = state.stage(name) or {}
-        w = r.get("winner") or {}
-        seconds = sum(float(r.get(k) or 0.0) for k in ("search_s", "analysis_s"))
+        r = state.stage(name)
+        seconds = (r.search_s or 0.0) + (r.analysis_s or 0.0) if r else 0.0
+        result = r.result if r else None
+        cells = ["-"] * 6
+        if result:
+            w = result.winner
+            cells = [
+                str(result.n_trials),
+                result.metric,
+                _params(w.params),
+                _pm(w.score, w.score_std),
+                _pm(w.dice, w.dice_std),
+                _pm(w.macro_f1, w.macro_f1_std),
+            ]
         lines.append(
-            f"| `{name}` | {', '.join(searched_keys(r)) or '-'} | {r.get('n_trials', '-')} | "
-            f"{r.get('metric', '-')} | {_params(w.get('params') or {})} | "
-            f"{_pm(w.get('score'), w.get('score_std'))} | "
-            f"{_pm(w.get('dice'), w.get('dice_std'))} | {_pm(w.get('macro_f1'), w.get('macro_f1_std'))} | "
-            f"{_num(seconds, 0)} |"
+            f"| `{name}` | {', '.join(searched_keys(r)) or '-'} | {' | '.join(cells)} | {_num(seconds, 0)} |"
         )
-    refit = state.data.get("refit") or {}
+    refit = state.refit
+    refit_s = refit.result.refit_s if refit and refit.result else None
     lines += [
         "",
         f"Times are this folder's search + analysis seconds per stage (a resumed stage counts its last "
-        f"session); refit {_num(refit.get('refit_s'), 0)} s.",
+        f"session); refit {_num(refit_s, 0)} s.",
         "",
     ]
     for i, name in enumerate(pipeline.config.stage_names, 1):
-        lines += stage_section(i, name, state.stage(name) or {}, folder)
-    lines += refit_section(state.data.get("refit") or {}, folder)
+        lines += stage_section(i, name, state.stage(name), folder)
+    lines += refit_section(refit, folder)
     lines += comparison_section(pipeline, state)
     path = folder / REPORT_NAME
     folder.mkdir(parents=True, exist_ok=True)

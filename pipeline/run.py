@@ -15,6 +15,7 @@ Ray starts. Stages run in order in one Ray session; the search and analysis are 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import sys
 import time
@@ -31,6 +32,15 @@ from pipeline.config import (
     Stage,
     load_pipeline,
     stage_dict,
+)
+from pipeline.records import (
+    AnalysisFiles,
+    RefitRecord,
+    RefitResult,
+    StageRecord,
+    StageResult,
+    TrialSummary,
+    Winner,
 )
 from pipeline.smoke import ShrinkInfo, shrink_stage
 from pipeline.state import (
@@ -212,34 +222,32 @@ def run_stage(
     allow_rerun: bool,
     address: str | None,
     log: Log = _stderr,
-) -> dict[str, Any]:
+) -> StageRecord:
     """Plan and carry out one stage (search, then analysis); return its record."""
     own, shrink = own_spec_dict(stage, pipeline.config.smoke if smoke else None, data)
     source = stage.entry.inherit_from
     inherited: dict[str, Any] = {}
     if source is not None:
         done = state.stage(source)
-        if not done or done.get("status") != "done":
+        if done is None or done.status != "done" or done.result is None:
             raise PipelineError(f"stage {stage.name} inherits from {source}, which has not finished")
-        inherited = inherited_values(stage.entry.inherit_fields, done["winner"]["config"], source)
+        inherited = inherited_values(stage.entry.inherit_fields, done.result.winner.config, source)
     spec = resolve_stage(stage, own, inherited)
     own_hash = spec_hash(own)
     own_flat = normalise(flatten(own, type(spec)))
     exp = folder / stage.name
-    decision = plan_stage(
-        stage.name, state.stage(stage.name), own_hash, own_flat, inherited, exp.exists(), allow_rerun
-    )
+    record = state.stage(stage.name)
+    decision = plan_stage(stage.name, record, own_hash, own_flat, inherited, exp.exists(), allow_rerun)
     total = len(pipeline.stages)
     got = ", ".join(f"{k}={v}" for k, v in inherited.items() if not isinstance(v, dict | list))
     log(
         f"\n=== pipeline stage {index}/{total} {stage.name}: {decision.action} ({decision.reason})"
         + (f"; inherits {got} from {source}" if got else "")
     )
-    if decision.action == SKIP:
-        return state.stage(stage.name) or {}
+    if decision.action == SKIP and record is not None:
+        return record
     if decision.action in (RUN, RERUN, RESUME):
-        record = dict(state.stage(stage.name) or {}) if decision.action == RESUME else {}
-        record.update(
+        planned: dict[str, Any] = dict(
             status="running",
             own_hash=own_hash,
             own_spec=own_flat,
@@ -253,23 +261,24 @@ def run_stage(
             smoke=shrink.to_dict() if shrink else None,
             decision=decision.reason,
         )
-        record.setdefault("started", now())
-        state.set_stage(stage.name, record)
+        if decision.action == RESUME and record is not None:  # keeps when it first started
+            state.set_stage(stage.name, dataclasses.replace(record, **planned))
+        else:
+            state.set_stage(stage.name, StageRecord(**planned, started=now()))
         t = time.monotonic()
         search_stage(spec, folder, stage.name, decision.action, address, log)
         state.update_stage(stage.name, status="searched", search_s=round(time.monotonic() - t, 1))
     t = time.monotonic()
-    summary = analyse_stage(exp, stage.entry.rank_by)
-    record = state.update_stage(
-        stage.name, status="done", analysis_s=round(time.monotonic() - t, 1), finished=now(), **summary
+    result = analyse_stage(exp, stage.entry.rank_by)
+    done = state.update_stage(
+        stage.name, status="done", analysis_s=round(time.monotonic() - t, 1), finished=now(), result=result
     )
-    w = summary["winner"]
+    w = result.winner
     log(
-        f"=== {stage.name}: winner {w['trial_id']} {summary['metric']} "
-        f"{_fmt(w['score'])} ± {_fmt(w['score_std'])} "
-        f"({', '.join(f'{k}={v}' for k, v in w['params'].items())})"
+        f"=== {stage.name}: winner {w.trial_id} {result.metric} {_fmt(w.score)} ± {_fmt(w.score_std)} "
+        f"({', '.join(f'{k}={v}' for k, v in w.params.items())})"
     )
-    return record
+    return done
 
 
 def search_stage(
@@ -319,7 +328,7 @@ def row_summary(row: Mapping[str, Any], params: Sequence[str]) -> dict[str, Any]
     return out
 
 
-def analyse_stage(exp: Path, rank_by: str | None = None) -> dict[str, Any]:
+def analyse_stage(exp: Path, rank_by: str | None = None) -> StageResult:
     """``analysis.commands.analyze`` of one stage; its winner, runner-up and the winner's full config."""
     from analysis.commands import analyze
     from trainables.spec import load_spec
@@ -340,29 +349,27 @@ def analyse_stage(exp: Path, rank_by: str | None = None) -> dict[str, Any]:
     winner["refit_epochs"] = _native(out.chosen.get("refit_epochs"))
     runner_up = row_summary(ok.iloc[1].to_dict(), params) if len(ok) > 1 else None
     plots = {k: str(Path(v).relative_to(exp)) for k, v in out.plots.items() if isinstance(v, Path)}
-    return {
-        "metric": board.attrs["metric"],
-        "lower_is_better": bool(board.attrs.get("lower_is_better")),
-        "n_trials": len(board),
-        "trial_status": {str(k): int(v) for k, v in board["status"].value_counts().items()},
-        "winner": normalise(winner),
-        "runner_up": normalise(runner_up),
-        "analysis": {
-            "dir": str(out.out_dir.relative_to(exp)),
-            "report": str(out.report.relative_to(exp)),
-            "leaderboard": str(out.leaderboard_md.relative_to(exp)),
-            "best_config": str(out.best_config.relative_to(exp)),
-            "plots": plots,
-        },
-    }
+    return StageResult(
+        metric=board.attrs["metric"],
+        lower_is_better=bool(board.attrs.get("lower_is_better")),
+        n_trials=len(board),
+        trial_status={str(k): int(v) for k, v in board["status"].value_counts().items()},
+        winner=Winner(**normalise(winner)),
+        runner_up=TrialSummary(**normalise(runner_up)) if runner_up else None,
+        analysis=AnalysisFiles(
+            dir=str(out.out_dir.relative_to(exp)),
+            report=str(out.report.relative_to(exp)),
+            leaderboard=str(out.leaderboard_md.relative_to(exp)),
+            best_config=str(out.best_config.relative_to(exp)),
+            plots=plots,
+        ),
+    )
 
 
 # ------------------------------------------------------------------------------------------ refit
 
 
-def run_final_refit(
-    pipeline: Pipeline, state: PipelineState, smoke: bool, log: Log = _stderr
-) -> dict[str, Any]:
+def run_final_refit(pipeline: Pipeline, state: PipelineState, smoke: bool, log: Log = _stderr) -> RefitRecord:
     """Refit the refit stage's winner on all development images, test it once, predict a few held-out
     images from their files with the bundle; skipped when done for the same winner."""
     from analysis.refit import REPORT_NAME, choose, run_refit
@@ -370,32 +377,34 @@ def run_final_refit(
 
     cfg = pipeline.config
     name = cfg.refit_stage
-    record = state.stage(name) or {}
+    record = state.stage(name)
+    if record is None or record.result is None:
+        raise PipelineError(f"refit: stage {name} has no winner yet")
     exp = state.folder / name  # this pipeline's own stage folder (also after the pipeline folder moved)
     out = exp / "refit"
     n_boot = cfg.smoke.n_boot if smoke else cfg.refit.n_boot
     key = normalise(
         {
             "stage": name,
-            "trial_id": record["winner"]["trial_id"],
-            "resolved_hash": record["resolved_hash"],
+            "trial_id": record.result.winner.trial_id,
+            "resolved_hash": record.resolved_hash,
             "epochs": cfg.refit.epochs,
             "n_boot": n_boot,
         }
     )
-    previous = state.data.get("refit") or {}
-    if previous.get("status") == "done" and previous.get("key") == key and (out / REPORT_NAME).is_file():
+    previous = state.refit
+    if previous and previous.status == "done" and previous.key == key and (out / REPORT_NAME).is_file():
         log(f"\n=== refit of {name}: done (trial {key['trial_id']})")
         return previous
     log(f"\n=== refit of {name}: trial {key['trial_id']} on all development images, then the test set")
     # An interrupted or outdated refit of this stage is kept aside until the new one is done, and comes
     # back if the new one fails.
     replaced = Replaced.set_aside(Location(str(exp), out.name), kind="refit") if out.exists() else None
-    state.data["refit"] = {"status": "running", "key": key, "started": now()}
+    state.refit = RefitRecord(status="running", key=key, started=now())
     state.save()
     t = time.monotonic()
     try:
-        chosen = choose(exp, metric=record.get("rank_by"))
+        chosen = choose(exp, metric=record.rank_by)
         if str(chosen.trial_id) != key["trial_id"]:
             raise PipelineError(
                 f"refit: the analysis chose trial {key['trial_id']} but refit picked {chosen.trial_id}"
@@ -409,9 +418,7 @@ def run_final_refit(
         raise
     if replaced is not None:
         replaced.discard()
-    refit = {
-        "status": "done",
-        "key": key,
+    result = {
         "stage": name,
         "trial_id": key["trial_id"],
         "out_dir": str(out),
@@ -426,7 +433,8 @@ def run_final_refit(
         "refit_s": round(time.monotonic() - t, 1),
         "finished": now(),
     }
-    state.data["refit"] = normalise(refit)
+    refit = RefitRecord(status="done", key=key, result=RefitResult(**normalise(result)))
+    state.refit = refit
     state.save()
     return refit
 

@@ -1,9 +1,9 @@
 """``pipeline.json``: what each stage ran with and chose, and the decision of what to do with a stage now.
 
-A stage's record holds ``status`` (``running`` -> ``searched`` -> ``done``), ``own_hash`` (the hash of its
-spec as this run builds it: the stage file, ``--smoke``, ``--data``; before inheritance) with the flat
-spec itself (``own_spec``, for a readable diff), and the values it ``inherited``. From these and whether
-its experiment folder exists, :func:`plan_stage` decides:
+A stage's record (:class:`pipeline.records.StageRecord`) holds ``status`` (``running`` -> ``searched`` ->
+``done``), ``own_hash`` (the hash of its spec as this run builds it: the stage file, ``--smoke``,
+``--data``; before inheritance) with the flat spec itself (``own_spec``, for a readable diff), and the
+values it ``inherited``. From these and whether its experiment folder exists, :func:`plan_stage` decides:
 
 - same spec, same inherited values: skip a done stage, analyse a searched one, resume a running one;
 - its own spec changed: refused (:class:`StageChangedError`, listing the changed keys) unless the stage
@@ -11,7 +11,8 @@ its experiment folder exists, :func:`plan_stage` decides:
 - only the inherited values changed (an earlier stage was re-run and chose differently): run again,
   since its results no longer follow from the chain.
 
-The file is rewritten atomically after every change, so an interrupted pipeline resumes where it was.
+The file is rewritten atomically after every change, so an interrupted pipeline resumes where it was. A
+record of the wrong shape stops the load with a :class:`pipeline.records.RecordError` naming the key.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from model_zoo.files import write_text_atomic
 from pipeline.config import PipelineError, PipelineInputError
+from pipeline.records import Record, RecordError, RefitRecord, StageRecord
 
 PIPELINE_STATE_FILE = "pipeline.json"
 VERSION = 1
@@ -68,7 +70,7 @@ class Decision:
 
 def plan_stage(
     name: str,
-    record: Mapping[str, Any] | None,
+    record: StageRecord | None,
     own_hash: str,
     own_spec: Mapping[str, Any],
     inherited: Mapping[str, Any],
@@ -89,23 +91,21 @@ def plan_stage(
             f"stage {name}: its experiment folder exists but pipeline.json has no record of it (another run "
             f"with this name?); pass --rerun-stage {name} to replace it, or choose another --name"
         )
-    if record.get("own_hash") != own_hash:
+    if record.own_hash != own_hash:
         if allow_rerun:
             return Decision(RERUN, "its spec changed; running it again (--rerun-stage)")
-        changes = spec_diff(record.get("own_spec") or {}, own_spec) or ["(the spec's hash differs)"]
+        changes = spec_diff(record.own_spec, own_spec) or ["(the spec's hash differs)"]
         raise StageChangedError(
             f"stage {name}: its spec changed since it ran:\n  " + "\n  ".join(changes) + "\n"
             f"Pass --rerun-stage {name} to run it again (its results are replaced, and later stages that "
             "inherit from it follow), or restore the spec to continue."
         )
-    if normalise(record.get("inherited") or {}) != normalise(dict(inherited)):
-        changes = spec_diff(record.get("inherited") or {}, inherited)
+    if normalise(record.inherited) != normalise(dict(inherited)):
+        changes = spec_diff(record.inherited, inherited)
         return Decision(RERUN, "an earlier stage chose differently: " + "; ".join(changes))
-    status = record.get("status")
+    status = record.status
     if not exp_exists:
-        return Decision(
-            RUN, "not run yet" if status in (None, "running") else "its experiment folder is missing"
-        )
+        return Decision(RUN, "not run yet" if status == "running" else "its experiment folder is missing")
     if status == "done":
         return Decision(SKIP, "done")
     if status == "searched":
@@ -114,7 +114,10 @@ def plan_stage(
 
 
 class PipelineState:
-    """``<pipeline dir>/pipeline.json`` in memory; :meth:`save` writes it atomically."""
+    """``<pipeline dir>/pipeline.json`` in memory; :meth:`save` writes it atomically.
+
+    ``data`` is the file's top level in its order: ``version``, ``created``, ``smoke``, ... as plain values,
+    ``stages`` ({name: :class:`StageRecord`}) and ``refit`` (a :class:`RefitRecord`) as records."""
 
     def __init__(self, folder: str | Path, data: dict[str, Any] | None = None) -> None:
         self.folder = Path(folder)
@@ -124,6 +127,18 @@ class PipelineState:
     @property
     def path(self) -> Path:
         return self.folder / PIPELINE_STATE_FILE
+
+    @property
+    def stages(self) -> dict[str, StageRecord]:
+        return self.data["stages"]
+
+    @property
+    def refit(self) -> RefitRecord | None:
+        return self.data.get("refit")
+
+    @refit.setter
+    def refit(self, record: RefitRecord) -> None:
+        self.data["refit"] = record
 
     @classmethod
     def load(cls, folder: str | Path) -> PipelineState:
@@ -138,23 +153,52 @@ class PipelineState:
             ) from None
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise PipelineError(f"{path}: not a pipeline state file of version {VERSION}")
-        return cls(folder, data)
+        return cls(folder, records_from_json(data, str(path)))
 
-    def stage(self, name: str) -> dict[str, Any] | None:
-        return self.data["stages"].get(name)
+    def stage(self, name: str) -> StageRecord | None:
+        return self.stages.get(name)
 
-    def set_stage(self, name: str, record: dict[str, Any]) -> None:
-        self.data["stages"][name] = record
+    def set_stage(self, name: str, record: StageRecord) -> None:
+        self.stages[name] = record
         self.save()
 
-    def update_stage(self, name: str, **changes: Any) -> dict[str, Any]:
-        record = self.data["stages"].setdefault(name, {})
-        record.update(changes)
+    def update_stage(self, name: str, **changes: Any) -> StageRecord:
+        """Set fields of stage ``name``'s record (an unknown field raises ``AttributeError``) and save."""
+        record = self.stages[name]
+        for key, value in changes.items():
+            setattr(record, key, value)
         self.save()
         return record
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content: ``data`` with the records as plain JSON."""
+        return json.loads(json.dumps(self.data, default=_plain, allow_nan=True))
 
     def save(self) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.data["updated"] = now()
-        text = json.dumps(self.data, indent=1, default=str, allow_nan=True) + "\n"
+        text = json.dumps(self.data, indent=1, default=_plain, allow_nan=True) + "\n"
         return write_text_atomic(self.path, text)
+
+
+def records_from_json(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` (a state file's top level) with its stage and refit records read as records; a record of the
+    wrong shape raises :class:`RecordError` (``<source>: stages.<name>.<key>: ...``)."""
+    stages = data.get("stages", {})
+    out = dict(data)
+    try:
+        if not isinstance(stages, dict):
+            raise RecordError("stages: expected an object of stage records")
+        out["stages"] = {name: StageRecord.from_json(r, f"stages.{name}") for name, r in stages.items()}
+        if data.get("refit") is not None:
+            out["refit"] = RefitRecord.from_json(data["refit"], "refit")
+    except RecordError as exc:
+        raise RecordError(
+            f"{source}: {exc}\n(a pipeline.json this version cannot read: repair it, or move it away to "
+            "start the pipeline afresh)"
+        ) from None
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return value.to_json() if isinstance(value, Record) else str(value)

@@ -8,8 +8,13 @@ from typing import Any
 
 import yaml
 
+from pipeline.records import AnalysisFiles, StageResult, Winner
+
 ROOT = Path(__file__).resolve().parents[2]
 THESIS = ROOT / "spaces" / "thesis.yaml"
+V1_STATE = (
+    Path(__file__).parent / "data" / "pipeline_v1.json"
+)  # a pipeline.json as the dict-based code wrote it
 
 BASE: dict[str, Any] = {
     "data": {
@@ -92,3 +97,26 @@ def write_pipeline(
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
+
+
+def stage_result(
+    trial_id: str,
+    params: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    metric: str = "score",
+) -> StageResult:
+    """A stage's analysis outcome whose winner is ``trial_id`` (score 0.5 ± 0.1), no runner-up."""
+    return StageResult(
+        metric=metric,
+        lower_is_better=False,
+        n_trials=2,
+        trial_status={"completed": 2},
+        winner=Winner(trial_id=trial_id, params=params or {}, score=0.5, score_std=0.1, config=config or {}),
+        runner_up=None,
+        analysis=AnalysisFiles(
+            dir="analysis",
+            report="analysis/report.md",
+            leaderboard="analysis/leaderboard.md",
+            best_config="analysis/best_config.yaml",
+        ),
+    )

@@ -12,8 +12,9 @@ import analysis.refit
 import launch
 import pipeline.run as P
 from pipeline.config import load_pipeline
+from pipeline.records import StageRecord
 from pipeline.state import PipelineState
-from tests.pipeline.helpers import write_pipeline
+from tests.pipeline.helpers import stage_result, write_pipeline
 from tests.pipeline.test_run import Fakes
 
 
@@ -40,7 +41,14 @@ def _refit_setup(tmp_path: Path, recorded: str | None = None) -> tuple[Any, Pipe
     state = PipelineState(tmp_path / "runs" / "tiny")
     name = pipeline.config.refit_stage
     exp_dir = recorded or str(state.folder / name)
-    state.data["stages"][name] = {"exp_dir": exp_dir, "winner": {"trial_id": "t1"}, "resolved_hash": "h"}
+    state.stages[name] = StageRecord(
+        status="done",
+        own_hash="o",
+        own_spec={},
+        exp_dir=exp_dir,
+        resolved_hash="h",
+        result=stage_result("t1"),
+    )
     out = state.folder / name / "refit"
     for rel, text in OLD_REFIT.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +95,7 @@ def test_a_finished_refit_replaces_the_old_one(tmp_path: Path, monkeypatch: pyte
     P.run_final_refit(pipeline, state, False, log=lambda m: None)
     assert seen["aside"] == [OLD_REFIT]  # the stage's own folder, not the recorded /moved/away
     assert _files(out) == {"model.safetensors": "new bundle"}
-    assert not list(out.parent.glob(".refit.replaced-*")) and state.data["refit"]["status"] == "done"
+    assert not list(out.parent.glob(".refit.replaced-*")) and state.refit and state.refit.status == "done"
 
 
 def test_rerun_stage_never_replaces_a_foreign_folder(tmp_path: Path) -> None:

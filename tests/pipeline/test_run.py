@@ -12,8 +12,9 @@ import yaml
 
 import launch
 import pipeline.run as P
+from pipeline.records import RefitRecord, StageResult
 from pipeline.state import PipelineState, StageChangedError
-from tests.pipeline.helpers import spec, write_pipeline
+from tests.pipeline.helpers import spec, stage_result, write_pipeline
 from trainables.spec import flatten
 
 
@@ -37,7 +38,7 @@ class Fakes:
         if name == self.interrupt_at:
             raise KeyboardInterrupt
 
-    def analyse(self, exp: Path, rank_by: str | None = None) -> dict[str, Any]:
+    def analyse(self, exp: Path, rank_by: str | None = None) -> StageResult:
         spec = self.specs[exp.name]
         params = {
             k: (v.get("grid") or v.get("choice"))[-1]
@@ -46,33 +47,12 @@ class Fakes:
         }
         config = {k: v for k, v in flatten(spec).items() if k.split(".")[0] in ("model", "train")}
         config.update(params)
-        winner = {
-            "trial_id": f"{exp.name}_1",
-            "params": params,
-            "score": 0.5,
-            "score_std": 0.1,
-            "config": config,
-        }
-        return {
-            "metric": rank_by or "score",
-            "lower_is_better": False,
-            "n_trials": 2,
-            "trial_status": {"completed": 2},
-            "winner": winner,
-            "runner_up": None,
-            "analysis": {
-                "dir": "analysis",
-                "report": "analysis/report.md",
-                "leaderboard": "analysis/leaderboard.md",
-                "best_config": "analysis/best_config.yaml",
-                "plots": {},
-            },
-        }
+        return stage_result(f"{exp.name}_1", params, config, metric=rank_by or "score")
 
-    def refit(self, pipeline: Any, state: PipelineState, smoke: bool, log: Any = None) -> dict[str, Any]:
+    def refit(self, pipeline: Any, state: PipelineState, smoke: bool, log: Any = None) -> RefitRecord:
         self.refits += 1
-        state.data["refit"] = {"status": "running"}
-        return {}
+        state.refit = RefitRecord(status="running", key={})
+        return state.refit
 
 
 def _run(path: Path, storage: Path, **kwargs: Any) -> P.PipelineRun:
@@ -90,8 +70,10 @@ def test_chain_skip_resume_change_and_cascade(tmp_path: Path, monkeypatch: pytes
     assert fakes.specs["dec"].model.encoder == "tu-test_resnet"  # the enc winner, not dec.yaml's own
     assert (fakes.specs["att"].model.encoder, fakes.specs["att"].model.decoder) == ("tu-test_resnet", "fpn")
     state = PipelineState.load(run.folder)
-    assert state.stage("att")["inherited"] == {"model.encoder": "tu-test_resnet", "model.decoder": "fpn"}
-    assert state.stage("att")["inherited_from"] == "dec" and state.stage("enc")["rank_by"] == "macro_f1"
+    att, enc = state.stage("att"), state.stage("enc")
+    assert att and enc and att.inherited == {"model.encoder": "tu-test_resnet", "model.decoder": "fpn"}
+    assert att.inherited_from == "dec" and enc.rank_by == "macro_f1"
+    assert enc.result and enc.result.winner.trial_id == "enc_1" and enc.result.metric == "macro_f1"
     report = run.report.read_text(encoding="utf-8")
     assert (
         "Inherited from `dec`'s winner: `model.encoder` = `tu-test_resnet`, `model.decoder` = `fpn`" in report
@@ -129,7 +111,8 @@ def test_interrupted_stage_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(KeyboardInterrupt):
         _run(path, tmp_path / "runs")
     state = PipelineState.load(tmp_path / "runs" / "tiny")
-    assert state.stage("enc")["status"] == "done" and state.stage("dec")["status"] == "running"
+    assert state.stages["enc"].status == "done" and state.stages["dec"].status == "running"
+    assert state.stages["dec"].result is None and "search_s" not in state.stages["dec"].to_json()
     fakes.interrupt_at = None
     fakes.calls.clear()
     _run(path, tmp_path / "runs")
