@@ -22,8 +22,9 @@ Definitions (also in the README):
 - ``train.lesion_gate: classifier`` (:func:`gate_lesion`) clears the lesion map of every image whose
   most probable class is ``normal``, after any averaging and before the threshold: validation, the
   test evaluation and predict apply the one rule, so a normal image the classifier recognises is never
-  a false positive. The cost falls on lesion images called normal (Dice 0). Post hoc on the 100-epoch
-  FPN + CBAM run's fold models (docs/results.md): normal specificity 0.57 -> 0.86, Dice 0.710 -> 0.684.
+  a false positive. The cost falls on lesion images called normal (Dice 0). Measured on the same weights
+  (``spaces/busi_cpu_gated.yaml``, CV epoch 52, docs/results.md): normal specificity 0.624 -> 0.871,
+  Dice 0.672 -> 0.653.
 - Classification: one-vs-rest AUC per class on the softmax probabilities, averaged over the classes
   that have both positives and negatives in ``labels`` (equal to scikit-learn's ``multi_class="ovr",
   average="macro"`` when every class is present; NaN when fewer than two classes are present).
