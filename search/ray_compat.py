@@ -42,6 +42,8 @@ private Ray module or one of the names above.
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -49,6 +51,7 @@ from typing import Any, TypedDict
 from model_zoo.errors import UserError
 
 TESTED_RAY = "2.60"
+_DRIVER_STARTED = time.time() - 1.0  # read_trial_error unpickles only files written after this (1 s: mtime)
 STATE_GLOB = "experiment_state-*.json"  # Tune's experiment state files (TuneController.CKPT_FILE_TMPL)
 
 FEATURE_NODE_TYPES = "the resource check against the autoscaler's node types"
@@ -253,14 +256,20 @@ class WandbRunHook:
 
 def read_trial_error(trial: Any) -> BaseException | None:
     """The exception of the trial's last failure as Tune pickled it (usually Ray's ``RayTaskError`` around
-    the trainable's error), or None when Tune kept none or it cannot be read here."""
+    the trainable's error), or None when Tune kept none or it cannot be read here.
+
+    Unpickling runs code, so only a file written since this driver started is read: one Tune wrote during
+    this run, never one found in an experiment folder handed to ``resume`` (those give None, and the
+    failure is handled by Tune's retries; the analysis reads ``error.txt``, plain text)."""
     require_tested_ray(FEATURE_TRIAL_ERROR)
-    import ray.cloudpickle as pickle  # the file Tune itself wrote on this driver during this run
+    import ray.cloudpickle as pickle
 
     path = trial.pickled_error_file
     if not path:
         return None
     try:
+        if os.stat(path).st_mtime < _DRIVER_STARTED:
+            return None
         with open(path, "rb") as f:
             error = pickle.load(f)
     except Exception:  # unreadable (or not unpicklable here): left to Tune's retries

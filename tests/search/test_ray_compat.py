@@ -430,6 +430,9 @@ def test_read_trial_error(tmp_path: Path) -> None:
     assert ray_compat.read_trial_error(SimpleNamespace(pickled_error_file=str(path))) is None
     path.write_bytes(pickle.dumps("a string, not an exception"))
     assert ray_compat.read_trial_error(SimpleNamespace(pickled_error_file=str(path))) is None
+    path.write_bytes(pickle.dumps(ValueError("from an older run")))  # e.g. in a folder handed to resume
+    os.utime(path, (0, ray_compat._DRIVER_STARTED - 60))
+    assert ray_compat.read_trial_error(SimpleNamespace(pickled_error_file=str(path))) is None
 
 
 # ------------------------------------------------------------------------------------------------- W&B
