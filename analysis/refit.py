@@ -272,7 +272,7 @@ def train_on_dev(
                 f"{result['fold0/train/loss']:.4f}",
                 file=sys.stderr,
             )
-    return loop.folds[0].model, history, loop
+    return loop.folds[0].eval_module, history, loop
 
 
 def trial_checkpoints(trial_dir: Path) -> list[Path]:
@@ -349,7 +349,7 @@ def load_fold_models(
             f"(checkpoint.num_to_keep); evaluating the newest checkpoint instead: {used}",
             file=sys.stderr,
         )
-    return [f.model.eval() for f in loop.folds], info
+    return [f.eval_module.eval() for f in loop.folds], info
 
 
 # ------------------------------------------------------------------------------------------- run

@@ -1,12 +1,18 @@
-"""Point a Tune experiment state that names deleted checkpoints at checkpoints that exist, before resume.
+"""Point a Tune experiment state at each trial's newest checkpoint that exists, before resume.
 
-When a trial saves a checkpoint, Tune deletes the oldest one beyond ``checkpoint.num_to_keep`` at once,
-while the experiment state (``experiment_state-*.json``, what ``Tuner.restore`` reads) is written
-and copied to storage later. A driver killed in between (SIGKILL, a lost head node) leaves a state that
-names a deleted checkpoint; Tune then cannot restore that trial ("Could not recover from checkpoint as
-it does not exist on storage anymore"), and the trial fails on every retry. :func:`repair_checkpoint_refs`
-points each such trial at its newest checkpoint that exists, with the metrics Tune reported with it (from
-the trial's ``result.json``), or at none (the trial starts again). The original file is kept beside it.
+A trial persists a checkpoint and then reports it; the driver writes its ``result.json`` row, registers
+the checkpoint, deletes the oldest one beyond ``checkpoint.num_to_keep``, and writes the experiment state
+(``experiment_state-*.json``, what ``Tuner.restore`` reads) a moment later. A driver killed in between
+(SIGKILL, a lost head node) leaves a state that
+- names a deleted checkpoint: Tune cannot restore that trial ("Could not recover from checkpoint as it
+  does not exist on storage anymore"), and the trial fails on every retry; or
+- names an older checkpoint than the trial persisted, or none: Tune repeats the epochs since (from the
+  first, for none; seen in CI, a kill 0.5 s after a trial's first result row).
+:func:`repair_checkpoint_refs` points each such trial at its newest checkpoint that exists and has its
+``result.json`` row (written only after the checkpoint was complete on storage), with the metrics Tune
+reported with it, or at none (the trial starts again). The original file is kept beside it. The scheduler
+and searcher states are restored as recorded: a trial continued from a checkpoint the state did not know
+skips an ASHA rung it passed in that gap (it is not stopped there); nothing else is lost.
 
 Only local experiment folders are repaired. Each trial's run metadata is read and written with Tune's
 own functions, the ones ``Tuner.restore`` uses on the same file (through :mod:`search.ray_compat`, which
@@ -42,18 +48,15 @@ def _result_rows(trial_dir: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _newest_existing(trial_dir: Path) -> tuple[Path, dict[str, Any]] | None:
-    """The trial's newest checkpoint folder that exists and has its result row."""
+def _newest_existing(trial_dir: Path) -> tuple[int, Path, dict[str, Any]] | None:
+    """The trial's newest checkpoint folder that exists and has its result row: (iteration, path, row)."""
     rows = _result_rows(trial_dir)
     found = [
         (int(row.get("training_iteration", 0)), trial_dir / name, row)
         for name, row in rows.items()
         if (trial_dir / name).is_dir() and any((trial_dir / name).iterdir())
     ]
-    if not found:
-        return None
-    _, path, row = max(found, key=lambda item: item[0])
-    return path, row
+    return max(found, key=lambda item: item[0]) if found else None
 
 
 def _repair_manager(manager: Any, trial_dir: Path) -> str | None:
@@ -67,22 +70,34 @@ def _repair_manager(manager: Any, trial_dir: Path) -> str | None:
         return (trial_dir / Path(result.checkpoint.path).name).is_dir()
 
     latest = ray_compat.latest_checkpoint_result(manager)
-    if latest is None or exists(latest):
-        return None
-    gone = Path(latest.checkpoint.path).name
-    kept = [r for r in ray_compat.checkpoint_results(manager) if exists(r)]
     newest = _newest_existing(trial_dir)
-    if newest is None:
-        ray_compat.set_checkpoint_results(manager, kept, latest=kept[-1] if kept else None)
-        what = Path(kept[-1].checkpoint.path).name if kept else "no checkpoint: the trial starts again"
-        return f"{gone} is gone -> {what}"
-    path, row = newest
-    recorded = str(Path(latest.checkpoint.path).with_name(path.name))
-    result = ray_compat.checkpoint_result_like(latest, recorded, row)
+    kept = [r for r in ray_compat.checkpoint_results(manager) if exists(r)]
+    if latest is not None and exists(latest):
+        recorded_iteration = int(latest.metrics.get("training_iteration", 0) or 0)
+        if newest is None or newest[0] <= recorded_iteration:
+            return None
+        was = f"{Path(latest.checkpoint.path).name} is older than the trial's newest"
+    elif latest is not None:
+        was = f"{Path(latest.checkpoint.path).name} is gone"
+        if newest is None:
+            ray_compat.set_checkpoint_results(manager, kept, latest=kept[-1] if kept else None)
+            what = Path(kept[-1].checkpoint.path).name if kept else "no checkpoint: the trial starts again"
+            return f"{was} -> {what}"
+    else:
+        if newest is None:
+            return None
+        was = "no checkpoint recorded"
+    _, path, row = newest
+    if latest is not None:
+        result = ray_compat.checkpoint_result_like(
+            latest, str(Path(latest.checkpoint.path).with_name(path.name)), row
+        )
+    else:
+        result = ray_compat.new_checkpoint_result(str(path.resolve()), row)
     if all(Path(r.checkpoint.path).name != path.name for r in kept):
         kept.append(result)
     ray_compat.set_checkpoint_results(manager, kept, latest=result)
-    return f"{gone} is gone -> {path.name} (epoch {row.get('epoch', '?')})"
+    return f"{was} -> {path.name} (epoch {row.get('epoch', '?')})"
 
 
 def repair_checkpoint_refs(exp_dir: str | Path) -> list[str]:

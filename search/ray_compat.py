@@ -13,8 +13,9 @@ What is private, and why the public API does not do:
 - ``ray.tune.trainable.metadata._TrainingRunMetadata`` and the checkpoint manager's
   ``_checkpoint_results`` / ``_latest_checkpoint_result`` (its result class ``_TrainingResult``): a trial's
   recorded checkpoints, read and rewritten in Tune's own format to repair a state that names a deleted
-  checkpoint (``search/checkpoint_repair.py``). ``Tuner.restore`` only restores a state as it is (and then
-  fails on that trial on every retry); the manager's ``latest_checkpoint_result`` is read-only.
+  checkpoint, or an older one than the trial persisted (``search/checkpoint_repair.py``). ``Tuner.restore``
+  only restores a state as it is (and then fails on that trial on every retry, or repeats its epochs);
+  the manager's ``latest_checkpoint_result`` is read-only.
 - the layout of ``experiment_state-*.json`` (which file is the newest; ``trial_data`` pairs of a trial's
   JSON state and its run metadata; the ``trial_id``, ``status``, ``relative_logdir`` and ``num_failures``
   fields): each trial's final status for the analysis (:func:`read_trial_states`) and the state to repair.
@@ -207,6 +208,16 @@ def set_checkpoint_results(manager: Any, results: Sequence[Any], latest: Any | N
     require_tested_ray(FEATURE_CHECKPOINTS)
     manager._checkpoint_results = list(results)
     manager._latest_checkpoint_result = latest
+
+
+def new_checkpoint_result(path: str, metrics: Mapping[str, Any]) -> Any:
+    """A checkpoint result (Ray's internal class) for the local checkpoint folder ``path``, with the metrics
+    reported with it: for a trial whose recorded state names no checkpoint to copy the classes from."""
+    require_tested_ray(FEATURE_CHECKPOINTS)
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    return _TrainingResult(Checkpoint(path), dict(metrics))
 
 
 def checkpoint_result_like(like: Any, path: str, metrics: Mapping[str, Any]) -> Any:

@@ -77,6 +77,16 @@ class TrainConfig(Section):
     )
     compile: bool = False
     grad_clip: float | None = field(default=1.0, metadata={"gt": 0.0})
+    ema: float | None = field(
+        default=None,
+        metadata={
+            "gt": 0.0,
+            "lt": 1.0,
+            "description": "decay per optimizer step of an exponential moving average of the weights "
+            "(torch.optim.swa_utils, buffers included); validation, checkpoints' best weights, refit and "
+            "bundles then use the average. null: the weights as trained",
+        },
+    )
     sampler: Literal["random", "balanced"] = "random"
     patience: int | None = field(
         default=None, metadata={"ge": 1, "description": "per-fold early stopping (epochs)"}

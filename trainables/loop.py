@@ -14,8 +14,10 @@ Validation runs at the working resolution: masks by the one lesion rule of :mod:
 Optimisation per fold: AdamW or SGD, weight decay on weights only, a per-step LR schedule (linear
 warm-up, then cosine / one-cycle / constant; see :func:`build_scheduler`; fused kernels on the CPU), AMP per
 :mod:`trainables.device` (``auto``: bf16 on CUDA and on CPUs with bf16 hardware, in training and
-validation), gradient clipping, ``channels_last`` weights (CPU and CUDA), optional ``torch.compile``,
-optional per-fold early stopping:
+validation), gradient clipping, ``channels_last`` weights (CPU and CUDA), optional ``torch.compile``, an
+optional exponential moving average of the weights (``train.ema``: timm's ``ModelEmaV3``, buffers included,
+its decay warmed up over the first steps; validation, checkpoints' best weights and bundles then use the
+average), optional per-fold early stopping:
 a fold whose score has not improved for ``train.patience`` epochs stops training; the loop is ``done``
 when the epochs are reached or every fold has stopped.
 
@@ -52,6 +54,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 
 from model_zoo import build_model, check_input_shape
@@ -224,6 +227,7 @@ class _Fold:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    ema: ModelEmaV3 | None = None
     best_score: float = -math.inf
     best_epoch: int = 0
     best_metrics: dict[str, float] = field(default_factory=dict)
@@ -231,6 +235,12 @@ class _Fold:
     stopped: bool = False
     last_finite_loss: float | None = None
     last_lr: float = math.nan
+
+    @property
+    def eval_module(self) -> nn.Module:
+        """The weights that are validated, saved as the fold's bundle and refit: the moving average
+        under ``train.ema``, else the model as trained."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -318,6 +328,13 @@ class CrossValLoop:
         steps = n_batches(len(train_idx), self.cfg.batch_size)
         scheduler = build_scheduler(optimizer, self.cfg, steps)
         forward = torch.compile(model) if self.cfg.compile else model
+        # decay warmed up as 1 - (1 + step)^-3/4 (timm's value for short runs), capped at train.ema: the
+        # average does not drag the random initialisation along for hundreds of steps
+        ema = (
+            None
+            if self.cfg.ema is None
+            else ModelEmaV3(model, self.cfg.ema, use_warmup=True, warmup_power=0.75)
+        )
         return _Fold(
             k,
             train_idx,
@@ -328,6 +345,7 @@ class CrossValLoop:
             optimizer,
             scheduler,
             make_scaler(self.device, self.amp),
+            ema,
         )
 
     # ----------------------------------------------------------------------------------- running
@@ -373,6 +391,8 @@ class CrossValLoop:
             fold.scaler.update()
             fold.optimizer.zero_grad(set_to_none=True)
             fold.scheduler.step()
+            if fold.ema is not None:
+                fold.ema.update(fold.model, step=fold.scheduler.last_epoch)  # the fold's optimizer steps
             n = len(idx)
             seen += n
             sums["loss"] = sums.get("loss", 0.0) + value * n
@@ -388,6 +408,7 @@ class CrossValLoop:
         """Masks bool ``[N,S,S]`` (:func:`~trainables.metrics.masks_from_logits`), softmax probabilities
         ``[N,K]`` and the mean loss."""
         fold.model.eval()
+        forward = fold.forward if fold.ema is None else fold.ema.module
         preds, probs = [], []
         loss_sum = 0.0
         step = max(1, 2 * self.cfg.batch_size)
@@ -396,7 +417,7 @@ class CrossValLoop:
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.amp):
-                out = fold.forward(x)
+                out = forward(x)
             seg_logits, cls_logits = out
             loss, _ = fold.loss_fn(out, m, y)
             loss_sum += float(loss) * len(y)
@@ -553,6 +574,7 @@ class CrossValLoop:
                     "optimizer": f.optimizer.state_dict(),
                     "scheduler": f.scheduler.state_dict(),
                     "scaler": f.scaler.state_dict(),
+                    "ema": None if f.ema is None else f.ema.state_dict(),
                     "best_score": f.best_score,
                     "best_epoch": f.best_epoch,
                     "best_metrics": dict(f.best_metrics),
@@ -578,6 +600,10 @@ class CrossValLoop:
             fold.optimizer.load_state_dict(saved["optimizer"])
             fold.scheduler.load_state_dict(saved["scheduler"])
             fold.scaler.load_state_dict(saved["scaler"])
+            if fold.ema is not None:
+                if saved.get("ema") is None:
+                    raise ValueError("the saved state has no moving average of the weights (train.ema)")
+                fold.ema.load_state_dict(saved["ema"])
             fold.best_score = float(saved["best_score"])
             fold.best_epoch = int(saved["best_epoch"])
             fold.best_metrics = dict(saved["best_metrics"])

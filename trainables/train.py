@@ -145,7 +145,7 @@ def _save_bundles(loop: CrossValLoop, out: Path, spec: Spec) -> None:
             "class_names": list(loop.class_names),
             "image_size": spec.data.image_size,
         }
-        save_bundle(out / f"fold{k}_best.safetensors", fold.model, meta)
+        save_bundle(out / f"fold{k}_best.safetensors", fold.eval_module, meta)
 
 
 def _fold_line(result: Mapping[str, float], n_folds: int) -> str:

@@ -1,5 +1,6 @@
-"""A state that names a checkpoint deleted after the last snapshot (a driver killed in between) is pointed
-at the newest checkpoint that exists, in a form Tune's own loader reads."""
+"""A state that names a checkpoint deleted after the last snapshot, an older one than the trial persisted,
+or none (a driver killed in between) is pointed at the newest checkpoint that exists, in a form Tune's own
+loader reads."""
 
 from __future__ import annotations
 
@@ -63,18 +64,59 @@ def test_a_deleted_checkpoint_is_replaced_by_the_newest_that_exists(finished: Pa
     exp = _copy(finished, tmp_path)
     (trial,) = trial_dirs(exp)
     assert _latest(exp) == ["checkpoint_000002"]
-    # what a kill leaves: a newer checkpoint (and its result row) that the state never saw, the old one gone
-    rows = [json.loads(x) for x in (trial / "result.json").read_text().splitlines()]
-    newer = {**rows[-1], "checkpoint_dir_name": "checkpoint_000003", "training_iteration": 4, "epoch": 4.0}
-    with (trial / "result.json").open("a") as f:
-        f.write(json.dumps(newer) + "\n")
-    (trial / "checkpoint_000002").rename(trial / "checkpoint_000003")
+    _append_newer(trial, "checkpoint_000003", 4)
+    shutil.rmtree(trial / "checkpoint_000002")  # deleted beyond num_to_keep
 
     notes = repair_checkpoint_refs(exp)
     assert len(notes) == 1 and "checkpoint_000002 is gone -> checkpoint_000003 (epoch 4.0)" in notes[0]
     assert _latest(exp) == ["checkpoint_000003"]
     assert list(exp.glob("experiment_state-*.json.before-repair"))
     assert repair_checkpoint_refs(exp) == []  # repaired once, stable afterwards
+
+
+def _append_newer(trial: Path, name: str, epoch: int) -> None:
+    """What a kill leaves: a checkpoint folder and its result row that the last snapshot never saw."""
+    rows = [json.loads(x) for x in (trial / "result.json").read_text().splitlines()]
+    newer = {**rows[-1], "checkpoint_dir_name": name, "training_iteration": epoch, "epoch": float(epoch)}
+    with (trial / "result.json").open("a") as f:
+        f.write(json.dumps(newer) + "\n")
+    shutil.copytree(trial / "checkpoint_000002", trial / name)
+
+
+@pytest.mark.slow
+def test_an_older_recorded_checkpoint_moves_to_the_newest_persisted(finished: Path, tmp_path: Path) -> None:
+    exp = _copy(finished, tmp_path)
+    (trial,) = trial_dirs(exp)
+    _append_newer(trial, "checkpoint_000003", 4)  # checkpoint_000002 (epoch 3) is still there
+    (note,) = repair_checkpoint_refs(exp)
+    assert "checkpoint_000002 is older than the trial's newest -> checkpoint_000003 (epoch 4.0)" in note
+    assert _latest(exp) == ["checkpoint_000003"]
+    assert repair_checkpoint_refs(exp) == []
+
+
+@pytest.mark.slow
+def test_a_state_recording_no_checkpoint_gets_the_persisted_one(finished: Path, tmp_path: Path) -> None:
+    from search import ray_compat
+
+    exp = _copy(finished, tmp_path)
+    (trial,) = trial_dirs(exp)
+    # the state as snapshotted before the trial's first checkpoint was registered
+    state_path = sorted(exp.glob("experiment_state-*.json"))[-1]
+    state = json.loads(state_path.read_text())
+    metadata = ray_compat.run_metadata(state, 0)
+    ray_compat.set_checkpoint_results(metadata.checkpoint_manager, [], latest=None)
+    ray_compat.put_run_metadata(state, 0, metadata)
+    state_path.write_text(json.dumps(state))
+    assert _latest(exp) == [""]
+
+    (note,) = repair_checkpoint_refs(exp)
+    assert "no checkpoint recorded -> checkpoint_000002 (epoch 3.0)" in note
+    assert _latest(exp) == ["checkpoint_000002"]
+    manager = ray_compat.run_metadata(json.loads(state_path.read_text()), 0).checkpoint_manager
+    latest = manager.latest_checkpoint_result
+    assert Path(latest.checkpoint.path) == (trial / "checkpoint_000002").resolve()
+    assert latest.metrics["training_iteration"] == 3
+    assert repair_checkpoint_refs(exp) == []
 
 
 @pytest.mark.slow

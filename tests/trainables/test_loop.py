@@ -212,6 +212,35 @@ def test_options_run(data: tuple, train: dict) -> None:
     assert math.isfinite(r["val/score"]) and math.isfinite(r["train/loss"])
 
 
+def test_ema_is_validated_and_leaves_training_alone(data: tuple) -> None:
+    dataset, split, _ = data
+    averaged = CrossValLoop(tiny_spec(epochs=2, ema=0.9), dataset, split, device="cpu")
+    with_ema = averaged.step()
+    plain = CrossValLoop(tiny_spec(epochs=2), dataset, split, device="cpu")  # seeds the same streams again
+    without = plain.step()
+    assert with_ema["train/loss"] == without["train/loss"]  # the average never feeds back into training
+    fold = averaged.folds[0]
+    assert fold.eval_module is fold.ema.module
+    trained, mean = fold.model.state_dict(), fold.ema.module.state_dict()
+    same = plain.folds[0].model.state_dict()
+    assert trained.keys() == mean.keys() == same.keys()
+    assert all(torch.equal(trained[k], same[k]) for k in trained)
+    assert any(not torch.equal(trained[k], mean[k]) for k in trained if trained[k].is_floating_point())
+
+    validated = averaged.validate(fold)  # the moving average's figures ...
+    assert validated["loss"] == pytest.approx(with_ema["fold0/val/loss"])
+    fold.ema = None
+    assert averaged.validate(fold)["loss"] != pytest.approx(validated["loss"])  # ... not the trained weights'
+    fold.model.load_state_dict(mean)
+    assert averaged.validate(fold)["loss"] == pytest.approx(validated["loss"])
+
+
+def test_ema_decay_must_be_between_0_and_1() -> None:
+    for decay in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=r"train\.ema"):
+            tiny_spec(ema=decay)
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_amp_auto_on_cpu_trains_bf16_with_fp32_master_weights(
     data: tuple, monkeypatch: pytest.MonkeyPatch, native: bool
@@ -491,8 +520,8 @@ print(json.dumps(loop.history))
 def test_resume_in_a_fresh_process_matches_a_straight_run(data: tuple, tmp_path: Path) -> None:
     dataset, split, splits = data
     spec_dict = tiny_spec_dict(
-        epochs=4, sampler="balanced", loss={"cls": "ce"}, augment={"speckle": 0.2, "rotate": 20.0}
-    )
+        epochs=4, sampler="balanced", loss={"cls": "ce"}, augment={"speckle": 0.2, "rotate": 20.0}, ema=0.9
+    )  # the moving average's state too: validation reads it
     loop = CrossValLoop(spec_from_dict(spec_dict), dataset, split, device="cpu")
     for _ in range(2):
         loop.step()
