@@ -76,11 +76,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=None, metavar="PX")
     p.add_argument("--seed", type=int, default=0)
 
-    _verb(
+    p = _verb(
         sub,
         "schema",
-        "search.config:cmd_schema",
-        "print the JSON Schema of a spec (> spec.schema.json) for an editor's YAML extension",
+        "pipeline.commands:cmd_schema",
+        "print the JSON Schema of a spec (> spec.schema.json) or, with --pipeline, of the pipeline file "
+        "(> pipeline.schema.json) for an editor's YAML extension",
+    )
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="the schema of a pipeline file (spaces/thesis.yaml) instead of a spec's",
     )
 
     p = _verb(sub, "models", "model_zoo.commands:cmd_models", "list the registered model components")

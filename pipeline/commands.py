@@ -3,11 +3,15 @@
 
 Exit status: 0 done; 1 a stage or the refit failed (every trial errored, a non-finite loss); 2 bad input
 (an invalid pipeline or stage spec, a changed stage without ``--rerun-stage``, a missing data folder).
+
+``launch.py schema [--pipeline]``: the JSON Schema of a spec, or of the pipeline file, for an editor. It
+lives here because ``search`` may not import ``pipeline`` (the import order, docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
@@ -42,4 +46,19 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     print(f"record:          {run.state.path}")
     if bundle:
         print(f"model bundle:    {bundle}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of a spec (``> spec.schema.json``), or with ``--pipeline`` that of the pipeline
+    file (``> pipeline.schema.json``)."""
+    if getattr(args, "pipeline", False):
+        from pipeline.config import pipeline_json_schema
+
+        schema = pipeline_json_schema()
+    else:
+        from search.config import spec_json_schema
+
+        schema = spec_json_schema()
+    print(json.dumps(schema, indent=2))
     return 0

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 import yaml
 
 from model_zoo.errors import RunFailedError, UserError
-from trainables.schema import Section, SpecError, check, from_dict
+from trainables.schema import Section, SpecError, check, from_dict, json_schema
 from trainables.spec import spec_from_dict
 
 INHERIT_KEYS = ("from", "fields")
@@ -227,6 +227,40 @@ class Pipeline(Section):
             if s.name == name:
                 return s
         raise KeyError(f"no stage {name!r}; stages: {', '.join(self.config.stage_names)}")
+
+
+# ``inherit`` is a mapping checked by :func:`_check_inherit` ("from" is a Python keyword, so no section
+# type); the JSON Schema spells out its two keys so that an editor flags a misspelt one.
+_INHERIT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "from": {"type": "string", "minLength": 1, "description": "an earlier stage"},
+        "fields": {
+            "type": "array",
+            "items": {"type": "string", "minLength": 1},
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "dotted model.* / train.* keys or sections, e.g. model.encoder",
+        },
+    },
+    "required": list(INHERIT_KEYS),
+    "additionalProperties": False,
+}
+
+
+def pipeline_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a pipeline file: :class:`PipelineConfig`, what :func:`load_pipeline` reads the
+    YAML document into."""
+    schema = json_schema(PipelineConfig)
+    inherit = schema["$defs"]["StageEntry"]["properties"]["inherit"]
+    inherit["anyOf"] = [_INHERIT_SCHEMA, {"type": "null"}]
+    schema["title"] = "bus-search pipeline"
+    schema["description"] = (
+        "A pipeline file (spaces/thesis.yaml): stages of search specs, the refit of a stage's winner, "
+        "the reference choices and the --smoke settings. Written by `python launch.py schema --pipeline`; "
+        "the pipeline validator also checks names, metrics, stage order and each stage's spec."
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -7,9 +7,7 @@ multi-objective settings), so :func:`load_search_spec` rejects a bad spec before
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import math
 import os
 import re
@@ -345,9 +343,3 @@ def spec_json_schema() -> dict[str, Any]:
         "component names and rules that span fields."
     )
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    """``launch.py schema``: print :func:`spec_json_schema` (``> spec.schema.json`` for an editor)."""
-    print(json.dumps(spec_json_schema(), indent=2))
-    return 0
