@@ -156,9 +156,12 @@ def _adapter(cls: type) -> TypeAdapter:
     return TypeAdapter(cls)
 
 
-def json_schema(cls: type) -> dict[str, Any]:
-    """The JSON Schema of section ``cls`` (for editors: completion and checks as you type)."""
-    return _adapter(cls).json_schema()
+def json_schema(cls: type, title: str, description: str) -> dict[str, Any]:
+    """The JSON Schema document (draft 2020-12) of section ``cls``, for editors: completion and checks as
+    you type."""
+    schema = _adapter(cls).json_schema()
+    schema["title"], schema["description"] = title, description
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
 # ------------------------------------------------------------------------------------ wording

@@ -251,16 +251,16 @@ _INHERIT_SCHEMA: dict[str, Any] = {
 def pipeline_json_schema() -> dict[str, Any]:
     """The JSON Schema of a pipeline file: :class:`PipelineConfig`, what :func:`load_pipeline` reads the
     YAML document into."""
-    schema = json_schema(PipelineConfig)
-    inherit = schema["$defs"]["StageEntry"]["properties"]["inherit"]
-    inherit["anyOf"] = [_INHERIT_SCHEMA, {"type": "null"}]
-    schema["title"] = "bus-search pipeline"
-    schema["description"] = (
+    schema = json_schema(
+        PipelineConfig,
+        "bus-search pipeline",
         "A pipeline file (spaces/thesis.yaml): stages of search specs, the refit of a stage's winner, "
         "the reference choices and the --smoke settings. Written by `python launch.py schema --pipeline`; "
-        "the pipeline validator also checks names, metrics, stage order and each stage's spec."
+        "the pipeline validator also checks names, metrics, stage order and each stage's spec.",
     )
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+    inherit = schema["$defs"]["StageEntry"]["properties"]["inherit"]
+    inherit["anyOf"] = [_INHERIT_SCHEMA, {"type": "null"}]
+    return schema
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -335,11 +335,10 @@ def load_search_spec(path: str | Path, overrides: Sequence[str] = ()) -> SearchS
 
 def spec_json_schema() -> dict[str, Any]:
     """The JSON Schema of a spec file (a train spec, or a search spec with its search sections)."""
-    schema = json_schema(SearchSpec)
-    schema["title"] = "bus-search spec"
-    schema["description"] = (
+    return json_schema(
+        SearchSpec,
+        "bus-search spec",
         "A train spec (name, data, model, train) or a search spec (adds search, resources, failure, "
         "checkpoint, wandb). Written by `python launch.py schema`; the spec validator also checks "
-        "component names and rules that span fields."
+        "component names and rules that span fields.",
     )
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
