@@ -1,9 +1,10 @@
-"""The from-scratch recipe ``spaces/busi_cpu_gated.yaml`` trains on the full BUSI development set.
+"""The from-scratch recipe ``spaces/busi_cpu_ema.yaml`` trains on the full BUSI development set.
 
 Two epochs of the real recipe (3 folds in lockstep, 128 px, bf16 on CPUs that have it), so that the
 recipe cannot rot: the spec validates, the data reads, the splits keep the hold-out test set apart,
 the loss goes down, every output file is written, and the presence term and the classifier gate report
-their figures (the recipe is ``spaces/busi_cpu.yaml`` plus those two). The full run is a documented
+their figures (the recipe is ``spaces/busi_cpu.yaml`` plus those two and a moving average of the weights,
+which validation reads). The full run is a documented
 command (docs/results.md), not CI: about 55 minutes on 2 cores.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-RECIPE = REPO / "spaces" / "busi_cpu_gated.yaml"
+RECIPE = REPO / "spaces" / "busi_cpu_ema.yaml"
 EPOCHS = ("--set", "train.epochs=2")
 pytestmark = [pytest.mark.slow, pytest.mark.real_data]
 
@@ -82,3 +83,27 @@ def test_two_epochs_learn_and_report_finite_cv_figures(run: tuple[Path, subproce
         assert all(math.isfinite(float(r[name])) for r in rows), name
     for r in rows:  # the gate only ever clears maps: never fewer clean normal images than without it
         assert float(r["val/normal_specificity"]) >= float(r["val/ungated_normal_specificity"])
+
+
+def test_the_fold_bundles_hold_the_moving_average(run: tuple[Path, subprocess.CompletedProcess]) -> None:
+    """``train.ema``: the loop state keeps each fold's average beside its weights, and a fold whose best
+    epoch is the last one saved exactly that average as its bundle (not the weights as trained)."""
+    import torch
+    from safetensors.torch import load_file
+
+    out, _ = run
+    state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    checked = 0
+    for k, fold in enumerate(state["folds"]):
+        assert fold["ema"] is not None
+        average = {key.removeprefix("module."): v for key, v in fold["ema"].items()}
+        assert average.keys() == fold["model"].keys()
+        if summary["folds"][k]["best_epoch"] != 2:
+            continue
+        bundle = load_file(out / f"fold{k}_best.safetensors")
+        floats = [key for key in bundle if bundle[key].is_floating_point()]
+        assert all(torch.equal(bundle[key], average[key]) for key in floats)
+        assert any(not torch.equal(bundle[key], fold["model"][key]) for key in floats)
+        checked += 1
+    assert checked or all(f["best_epoch"] == 1 for f in summary["folds"])
