@@ -1,6 +1,6 @@
 """Batched on-device augmentation of image + mask batches (training only).
 
-Geometry (horizontal flip, rotation, scale) is one affine matrix per sample, turned into ONE sampling
+Geometry (horizontal flip, rotation, scale, translation) is one affine matrix per sample, turned into ONE
 grid that moves image and mask together: ``grid_sample`` interpolates the image bilinearly and the mask
 with nearest neighbour, so it stays binary. The grid is exactly ``F.affine_grid(theta, ...,
 align_corners=False)`` (tested), built by broadcasting instead of a batched matrix product, which is
@@ -30,7 +30,7 @@ class BatchAugment:
     @property
     def geometric(self) -> bool:
         cfg = self.cfg
-        return cfg.hflip or cfg.rotate > 0 or tuple(cfg.scale) != (1.0, 1.0)
+        return cfg.hflip or cfg.rotate > 0 or tuple(cfg.scale) != (1.0, 1.0) or cfg.translate > 0
 
     def _uniform(self, n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
         u = torch.rand(n, generator=self.generator, device=self.generator.device)
@@ -51,6 +51,10 @@ class BatchAugment:
         theta[:, 0, 1] = -sin
         theta[:, 1, 0] = sin * flip
         theta[:, 1, 1] = cos
+        if cfg.translate > 0:  # drawn last and only when set: runs without it keep their random stream
+            # affine_grid's coordinates span 2 per image side, so a shift of f sides is 2f there.
+            for axis in (0, 1):
+                theta[:, axis, 2] = self._uniform(n, -2.0 * cfg.translate, 2.0 * cfg.translate, device)
         return theta
 
     @staticmethod

@@ -45,6 +45,10 @@ class AugmentConfig(Section):
     hflip: bool = True
     rotate: float = field(default=15.0, metadata={"ge": 0.0, "le": 180.0, "description": "max degrees"})
     scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = field(
+        default=0.0,
+        metadata={"ge": 0.0, "le": 0.5, "description": "max shift per axis, fraction of the image side"},
+    )
     brightness: float = field(default=0.1, metadata={"ge": 0.0, "le": 1.0})
     contrast: float = field(default=0.1, metadata={"ge": 0.0, "le": 1.0})
     gamma: tuple[float, float] = (0.8, 1.2)

@@ -11,6 +11,7 @@ OFF = {
     "hflip": False,
     "rotate": 0.0,
     "scale": (1.0, 1.0),
+    "translate": 0.0,
     "brightness": 0.0,
     "contrast": 0.0,
     "gamma": (1.0, 1.0),
@@ -73,6 +74,36 @@ def test_scale_two_zooms_in_about_the_centre() -> None:
     _, out_m = _aug(scale=(2.0, 2.0))(masks.clone(), masks)
     assert out_m.sum() == 256  # 8 x 8 square -> 16 x 16
     assert out_m[0, 0, 8:24, 8:24].sum() == 256
+
+
+def test_translate_shifts_image_and_mask_by_whole_pixels_within_the_bound() -> None:
+    masks = torch.zeros(64, 1, 40, 40)
+    masks[..., 16:24, 16:24] = 1.0
+    images = 0.1 + 0.8 * masks
+    out_i, out_m = _aug(seed=3, translate=0.25)(images, masks)
+    assert bool((out_m.sum((1, 2, 3)) == 64).all())  # an 8 x 8 square moved whole (it cannot leave)
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    cy = (out_m[:, 0] * ys).sum((1, 2)) / 64 - 19.5
+    cx = (out_m[:, 0] * xs).sum((1, 2)) / 64 - 19.5
+    assert bool((cy.abs() <= 10.5).all() and (cx.abs() <= 10.5).all())  # <= 0.25 x 40 px (+ rounding)
+    assert cy.std() > 3 and cx.std() > 3  # both axes move, independently of each other
+    assert abs(float(torch.corrcoef(torch.stack([cx, cy]))[0, 1])) < 0.5
+    bright = (out_i > 0.5).float()  # the image moved with its mask (bilinear edges: up to a pixel off)
+    inter, union = (bright * out_m).sum((1, 2, 3)), ((bright + out_m) > 0).float().sum((1, 2, 3))
+    assert bool((inter / union > 0.75).all()), (inter / union).min()
+
+
+def test_translate_off_keeps_the_random_stream_of_earlier_runs() -> None:
+    aug = _aug(seed=5, hflip=True, rotate=20.0, scale=(0.8, 1.2))
+    theta = aug.affine(8, torch.device("cpu"))
+    assert torch.equal(theta[:, :, 2], torch.zeros(8, 2))
+    before = torch.Generator().manual_seed(5)
+    torch.rand(8, generator=before), torch.rand(8, generator=before), torch.rand(8, generator=before)
+    assert torch.equal(aug.generator.get_state(), before.get_state())  # angle, scale, flip: no more
+    shifted = _aug(seed=5, hflip=True, rotate=20.0, scale=(0.8, 1.2), translate=0.1)
+    theta_t = shifted.affine(8, torch.device("cpu"))
+    assert torch.equal(theta_t[:, :, :2], theta[:, :, :2])  # the same rotations, scales and flips
+    assert bool((theta_t[:, :, 2].abs() <= 0.2).all()) and bool(theta_t[:, :, 2].abs().sum() > 0)
 
 
 def test_intensity_changes_stay_in_range_and_leave_masks() -> None:
