@@ -84,6 +84,15 @@ class ModelConfig(Section):
         default=None,
         metadata={"description": "smp decoder_attention_type (scse) where the decoder supports it"},
     )
+    deep_supervision: int = field(
+        default=0,
+        metadata={
+            "ge": 0,
+            "le": 4,
+            "description": "training only: this many coarser decoder stages get a seg head and loss "
+            "(nnU-Net deep supervision; 0 = off; unet)",
+        },
+    )
     latent_aug: LatentAugConfig = field(default_factory=LatentAugConfig)
     cls_head: ClsHeadConfig = field(default_factory=ClsHeadConfig)
     num_classes: int = field(default=3, metadata={"ge": 2})

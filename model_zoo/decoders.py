@@ -7,7 +7,9 @@ bottleneck, attention and heads stay ours. Each registered :class:`DecoderSpec` 
   ``encoder_output_stride``, ...) with smp's defaults; ``model.decoder_options`` overrides them and an
   unknown option is an error listing the valid ones;
 - the encoder output stride it needs (DeepLab: 8/16 by dilation, PAN: 16/32) and the input-size divisor;
-- the kernel of the 1-channel segmentation head smp puts on it.
+- the kernel of the 1-channel segmentation head smp puts on it;
+- whether it offers deep supervision (``model.deep_supervision``): the output of every decoder stage,
+  not just the last, so that coarser stages can get a segmentation head and a loss of their own.
 
 Decoders that need a ViT encoder (``dpt``) are not registered: every entry here works with any encoder.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from model_zoo.registry import Registry
@@ -33,11 +36,16 @@ class DecoderSpec:
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Any]] = {}
     supports_attention: ClassVar[bool] = False
+    supports_deep_supervision: ClassVar[bool] = False
     head_kernel: ClassVar[int] = 1
     min_depth: ClassVar[int] = 1
 
     def __init__(
-        self, options: Mapping[str, Any] | None = None, attention: str | None = None, depth: int = 5
+        self,
+        options: Mapping[str, Any] | None = None,
+        attention: str | None = None,
+        depth: int = 5,
+        deep_supervision: int = 0,
     ) -> None:
         options = dict(options or {})
         if "decoder_attention_type" in options:
@@ -67,8 +75,20 @@ class DecoderSpec:
             raise ValueError(
                 f"model.encoder_depth: decoder {self.name!r} needs at least {self.min_depth}, got {depth}"
             )
+        if deep_supervision and not self.supports_deep_supervision:
+            able = ", ".join(n for n in DECODERS.names() if DECODERS.get(n).supports_deep_supervision)
+            raise ValueError(
+                f"model.deep_supervision: decoder {self.name!r} does not expose its stages "
+                f"(decoders that do: {able}); set it to 0"
+            )
+        if not 0 <= deep_supervision < depth:
+            raise ValueError(
+                f"model.deep_supervision: at most encoder_depth - 1 = {depth - 1} extra stages, "
+                f"got {deep_supervision}"
+            )
         self.depth = depth
         self.attention = attention
+        self.deep_supervision = deep_supervision
         self.opts = {**self.defaults(depth), **options}
         self.validate()
 
@@ -88,6 +108,15 @@ class DecoderSpec:
 
     def build(self, encoder_channels: Sequence[int], encoder_name: str = "") -> tuple[nn.Module, int]:
         """The decoder module (``forward(features) -> map``) and its output channels."""
+        raise NotImplementedError
+
+    def stage_channels(self) -> tuple[int, ...]:
+        """Output channels of every stage, coarsest first (deep supervision)."""
+        raise NotImplementedError(f"decoder {self.name!r} does not expose its stages")
+
+    @staticmethod
+    def stage_outputs(decoder: nn.Module, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every stage's output, coarsest first; the last equals ``decoder(features)``."""
         raise NotImplementedError
 
 
@@ -126,6 +155,24 @@ class Unet(_UnetLike):
         "decoder_interpolation": "nearest",
     }
     supports_attention = True
+    supports_deep_supervision = True
+
+    def stage_channels(self) -> tuple[int, ...]:
+        return _channels(self)
+
+    @staticmethod
+    def stage_outputs(decoder: nn.Module, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        # smp 0.6's UnetDecoder.forward, keeping each block's output (tested equal to forward).
+        shapes = [f.shape[2:] for f in features][::-1]
+        features = features[1:][::-1]
+        skips = features[1:]
+        x = decoder.center(features[0])
+        outputs = []
+        for i, block in enumerate(decoder.blocks):
+            height, width = shapes[i + 1]
+            x = block(x, height, width, skip_connection=skips[i] if i < len(skips) else None)
+            outputs.append(x)
+        return outputs
 
     def build(self, encoder_channels: Sequence[int], encoder_name: str = "") -> tuple[nn.Module, int]:
         from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
@@ -421,7 +468,11 @@ class PSPNet(DecoderSpec):
 
 
 def decoder_spec(
-    name: str, options: Mapping[str, Any] | None = None, attention: str | None = None, depth: int = 5
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    attention: str | None = None,
+    depth: int = 5,
+    deep_supervision: int = 0,
 ) -> DecoderSpec:
     """The validated spec of decoder ``name`` (unknown names list the valid ones)."""
-    return DECODERS.get(name)(options, attention, depth)
+    return DECODERS.get(name)(options, attention, depth, deep_supervision)

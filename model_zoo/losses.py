@@ -25,6 +25,11 @@ Segmentation (binary lesion mask, per image then averaged over the batch):
   wrong image-level decision. With ``k`` equal to ``train.min_area`` the term pushes exactly the pixels
   that decide normal specificity (a lesion of >= ``min_area`` px on a normal image) below 0.5.
 
+- Deep supervision (``model.deep_supervision``; nnU-Net, Isensee et al. 2021): the segmentation loss is
+  also taken on each coarser stage's logits (``out.aux_seg_logits``) against the mask area-downsampled to
+  that stage (soft targets at the boundary), weighted ``1, 1/2, 1/4, ...`` from the output stage down and
+  normalised to sum 1, so the loss keeps its scale. The presence term stays on the output only.
+
 Classification (``ce``, ``weighted_ce``, ``focal``; label smoothing applies to all three):
 
 - ``weighted_ce`` needs class weights (:func:`class_weights_from_counts` of the training fold);
@@ -284,6 +289,14 @@ class JointLoss(nn.Module):
             )
         target = masks.to(seg_logits.dtype)
         seg = self.seg(seg_logits, target)
+        aux = getattr(out, "aux_seg_logits", None)
+        if aux:
+            weights = [0.5**k for k in range(len(aux) + 1)]
+            seg = seg * weights[0]
+            for weight, logits in zip(weights[1:], aux, strict=True):
+                logits = logits.float()
+                seg = seg + weight * self.seg(logits, F.adaptive_avg_pool2d(target, logits.shape[-2:]))
+            seg = seg / sum(weights)
         parts: dict[str, float] = {}
         if self.presence is not None:
             presence = self.presence(seg_logits, target)

@@ -7,6 +7,7 @@
     [f0..fd'] -> decoder -> seg head -> seg logits [B,1,H,W]
     fd' -> pool -> cls head -> cls logits [B,K]
     training with labels: pool(fd') -> latent aug -> extra (features, labels) -> cls head -> aug logits
+    training with deep supervision: decoder stages at 1/2, 1/4, ... -> 1x1 conv each -> aux seg logits
 
 The latent augmentation only ever sees the pooled vectors of the classification path, so the decoder is
 never trained on mixed features under one image's mask.
@@ -45,7 +46,8 @@ class JointOutput:
 
     ``aug_cls_logits [M,K]`` / ``aug_labels [M]`` are None outside training, without labels, without
     latent augmentation, or when the batch gave no extra samples. ``features`` are the pooled
-    bottleneck features ``[B,D]`` that feed the classifier.
+    bottleneck features ``[B,D]`` that feed the classifier. ``aux_seg_logits`` (training with
+    ``model.deep_supervision``): the coarser stages' lesion logits ``[B,1,H/2,W/2]``, ``[B,1,H/4,W/4]``, ...
     """
 
     seg_logits: torch.Tensor
@@ -53,6 +55,7 @@ class JointOutput:
     aug_cls_logits: torch.Tensor | None = None
     aug_labels: torch.Tensor | None = None
     features: torch.Tensor | None = None
+    aux_seg_logits: tuple[torch.Tensor, ...] | None = None
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter((self.seg_logits, self.cls_logits))
@@ -87,7 +90,9 @@ def input_requirements(cfg_or_model: ModelConfig | dict | nn.Module) -> tuple[in
     if isinstance(cfg_or_model, JointNet):
         return cfg_or_model.input_divisor, cfg_or_model.min_input_size
     cfg = cfg_or_model if isinstance(cfg_or_model, ModelConfig) else model_config_from_dict(cfg_or_model)
-    spec = decoder_spec(cfg.decoder, cfg.decoder_options, cfg.decoder_attention, cfg.encoder_depth)
+    spec = decoder_spec(
+        cfg.decoder, cfg.decoder_options, cfg.decoder_attention, cfg.encoder_depth, cfg.deep_supervision
+    )
     divisor = spec.input_divisor(min(spec.encoder_output_stride(), 2**cfg.encoder_depth))
     return divisor, max(divisor, min_input_size(cfg.encoder))
 
@@ -142,7 +147,9 @@ class JointNet(nn.Module):
             raise ValueError(f"{len(class_names)} class names for model.num_classes={cfg.num_classes}")
         self.config = copy.deepcopy(cfg)
         self.class_names = tuple(class_names) if class_names is not None else None
-        spec = decoder_spec(cfg.decoder, cfg.decoder_options, cfg.decoder_attention, cfg.encoder_depth)
+        spec = decoder_spec(
+            cfg.decoder, cfg.decoder_options, cfg.decoder_attention, cfg.encoder_depth, cfg.deep_supervision
+        )
         bottleneck_builder = BOTTLENECKS.get(cfg.bottleneck)
         attention_builder = ATTENTIONS.get(cfg.attention)
 
@@ -159,6 +166,12 @@ class JointNet(nn.Module):
         self.attention = attention_builder(channels[-1])
         self.decoder, decoder_channels = spec.build(channels, cfg.encoder)
         self.seg_head = SegmentationHead(decoder_channels, 1, spec.head_kernel)
+        # Deep supervision: a 1x1 conv on each of the last stages before the output (finest first).
+        self._stage_outputs = spec.stage_outputs if cfg.deep_supervision else None
+        stage_channels = spec.stage_channels() if cfg.deep_supervision else ()
+        self.aux_heads = nn.ModuleList(
+            nn.Conv2d(stage_channels[-1 - k], 1, kernel_size=1) for k in range(1, cfg.deep_supervision + 1)
+        )
         self.pool = GlobalPool(cfg.cls_head.pooling)
         self.cls_head = ClassificationHead(
             self.pool.out_features(channels[-1]), cfg.num_classes, cfg.cls_head.dropout, cfg.cls_head.hidden
@@ -174,6 +187,8 @@ class JointNet(nn.Module):
 
         initialization.initialize_decoder(self.decoder)
         initialization.initialize_head(self.seg_head)
+        for head in self.aux_heads:
+            initialization.initialize_head(head)
         initialization.initialize_head(self.cls_head)
 
     def set_class_counts(self, counts: Sequence[int] | torch.Tensor) -> None:
@@ -196,7 +211,14 @@ class JointNet(nn.Module):
         features = align_features(self.encoder(self.preprocess(x)), h, w, self.output_stride)
         deep = self.attention(self.bottleneck(features[-1]))
         features[-1] = deep
-        seg_logits = self.seg_head(self.decoder(features), (h, w))
+        aux_logits = None
+        if self.training and self._stage_outputs is not None:
+            stages = self._stage_outputs(self.decoder, features)
+            decoded = stages[-1]
+            aux_logits = tuple(head(stages[-2 - k]) for k, head in enumerate(self.aux_heads))
+        else:
+            decoded = self.decoder(features)
+        seg_logits = self.seg_head(decoded, (h, w))
 
         pooled = self.pool(deep)
         cls_logits = self.cls_head(pooled)
@@ -205,7 +227,7 @@ class JointNet(nn.Module):
             aug_feats, aug_y = self.latent_aug(pooled, labels)
             if aug_feats.shape[0] > 0:
                 aug_logits, aug_labels = self.cls_head(aug_feats), aug_y
-        return JointOutput(seg_logits, cls_logits, aug_logits, aug_labels, pooled)
+        return JointOutput(seg_logits, cls_logits, aug_logits, aug_labels, pooled, aux_logits)
 
     def config_dict(self) -> dict[str, Any]:
         """The model config as a plain dict (round-trips through ``build_model``)."""

@@ -124,3 +124,20 @@ def test_input_checks_name_the_size_to_pad_to() -> None:
         model(torch.rand(1, 1, 40, 40))
     with pytest.raises(ValueError, match=r"gray batch \[B, 1, H, W\]"):
         model(torch.rand(1, 3, 32, 32))
+
+
+def test_deep_supervision_stages_match_the_decoder_and_only_unet_offers_them() -> None:
+    options = {"decoder_channels": [40, 32, 24, 16, 8]}
+    spec = decoder_spec("unet", options, None, 5, 3)
+    model = build_model({"encoder": "tu-test_resnet", "decoder_options": options}).eval()
+    torch.manual_seed(0)
+    features = model.encoder(model.preprocess(torch.rand(2, 1, 64, 96)))
+    with torch.no_grad():
+        stages = spec.stage_outputs(model.decoder, list(features))
+        assert torch.equal(stages[-1], model.decoder(list(features)))  # smp's forward, step for step
+    assert [s.shape[1] for s in stages] == list(spec.stage_channels()) == [40, 32, 24, 16, 8]
+    assert [tuple(s.shape[-2:]) for s in stages] == [(4, 6), (8, 12), (16, 24), (32, 48), (64, 96)]
+    with pytest.raises(ValueError, match=r"'fpn' does not expose its stages \(decoders that do: unet\)"):
+        decoder_spec("fpn", {}, None, 5, 1)
+    with pytest.raises(ValueError, match="at most encoder_depth - 1 = 3"):
+        decoder_spec("unet", {"decoder_channels": [8] * 4}, None, 4, 4)

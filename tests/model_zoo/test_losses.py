@@ -37,6 +37,7 @@ class Out:
     cls_logits: torch.Tensor
     aug_cls_logits: torch.Tensor | None = None
     aug_labels: torch.Tensor | None = None
+    aux_seg_logits: tuple[torch.Tensor, ...] | None = None
 
     def __iter__(self):
         return iter((self.seg_logits, self.cls_logits))
@@ -396,3 +397,24 @@ def test_building_and_using_every_loss_does_not_import_monai() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_deep_supervision_weighs_each_stage_against_its_downsampled_mask() -> None:
+    torch.manual_seed(0)
+    masks = square_masks(3, 16)
+    masks[1] = 0
+    seg, cls, labels = torch.randn(3, 1, 16, 16), torch.randn(3, 3), torch.tensor([1, 0, 2])
+    aux = (torch.randn(3, 1, 8, 8), torch.randn(3, 1, 4, 4))
+    loss = build_loss(LossConfig(seg="dice_bce", cls="ce", presence_weight=0.5, presence_top_k=3))
+    total, parts = loss(Out(seg, cls, aux_seg_logits=aux), masks, labels)
+    seg_term = SEG_LOSSES.get("dice_bce")(loss.cfg)
+    presence = PresenceLoss(3)(seg, masks)  # on the output stage only
+    expected = (
+        seg_term(seg, masks)
+        + 0.5 * seg_term(aux[0], F.avg_pool2d(masks, 2))  # soft targets: the share of lesion per cell
+        + 0.25 * seg_term(aux[1], F.avg_pool2d(masks, 4))
+    ) / 1.75 + 0.5 * presence
+    assert parts["seg"] == pytest.approx(float(expected), rel=1e-6)
+    assert float(total) == pytest.approx(0.7 * parts["seg"] + 0.3 * parts["cls"], rel=1e-6)
+    _, plain = loss(Out(seg, cls), masks, labels)  # without aux logits: the output stage alone
+    assert plain["seg"] == pytest.approx(float(seg_term(seg, masks) + 0.5 * presence), rel=1e-6)

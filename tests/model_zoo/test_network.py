@@ -158,3 +158,24 @@ def test_torch_compile_traces_the_network() -> None:
         out = compiled(x)
     assert isinstance(out, JointOutput)
     assert torch.allclose(out.seg_logits, model(x).seg_logits, atol=1e-5)
+
+
+def test_deep_supervision_adds_coarser_logits_in_training_only() -> None:
+    options = {"decoder_channels": [32, 24, 16, 8, 8]}
+    torch.manual_seed(0)
+    model = build_model({"encoder": "tu-test_resnet", "decoder_options": options, "deep_supervision": 3})
+    torch.manual_seed(0)
+    plain = build_model({"encoder": "tu-test_resnet", "decoder_options": options})
+    x = torch.rand(2, 1, 64, 96)
+    out = model.train()(x)
+    assert [tuple(a.shape) for a in out.aux_seg_logits] == [(2, 1, 32, 48), (2, 1, 16, 24), (2, 1, 8, 12)]
+    out.aux_seg_logits[-1].sum().backward()  # the coarsest head trains the stages below it, not above
+    assert model.aux_heads[-1].weight.grad.abs().sum() > 0
+    assert model.decoder.blocks[1].conv1[0].weight.grad.abs().sum() > 0
+    assert model.decoder.blocks[2].conv1[0].weight.grad is None and model.seg_head.conv.weight.grad is None
+    model.eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("aux_heads.")})
+    with torch.no_grad():
+        a, b = model(x), plain.eval()(x)
+    assert a.aux_seg_logits is None  # inference is the plain network: same outputs with the same weights
+    assert torch.equal(a.seg_logits, b.seg_logits) and torch.equal(a.cls_logits, b.cls_logits)
