@@ -88,7 +88,6 @@ class DecoderSpec:
             )
         self.depth = depth
         self.attention = attention
-        self.deep_supervision = deep_supervision
         self.opts = {**self.defaults(depth), **options}
         self.validate()
 

@@ -291,12 +291,11 @@ class JointLoss(nn.Module):
         seg = self.seg(seg_logits, target)
         aux = getattr(out, "aux_seg_logits", None)
         if aux:
-            weights = [0.5**k for k in range(len(aux) + 1)]
-            seg = seg * weights[0]
-            for weight, logits in zip(weights[1:], aux, strict=True):
+            weights = [0.5**k for k in range(1, len(aux) + 1)]  # the output stage weighs 1
+            for weight, logits in zip(weights, aux, strict=True):
                 logits = logits.float()
                 seg = seg + weight * self.seg(logits, F.adaptive_avg_pool2d(target, logits.shape[-2:]))
-            seg = seg / sum(weights)
+            seg = seg / (1 + sum(weights))
         parts: dict[str, float] = {}
         if self.presence is not None:
             presence = self.presence(seg_logits, target)
