@@ -65,6 +65,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "gpu": ([], []),
     "dedup_busi": ([], []),  # needs BUS_REAL_DATA; prints a skip line without it
+    "anchor_protocol": ([], []),  # needs --run RUN_DIR (a train run); prints a skip line without it
     "cpu_speed": (
         [],
         [

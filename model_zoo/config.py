@@ -61,6 +61,13 @@ class ClsHeadConfig(Section):
     hidden: int = field(
         default=0, metadata={"ge": 0, "description": "hidden units of an extra layer (0 = linear)"}
     )
+    lesion_pool: bool = field(
+        default=False,
+        metadata={
+            "description": "also pool the bottleneck feature inside the predicted lesion (the segmentation's "
+            "probabilities, detached) and give the classifier the lesion's share of the image"
+        },
+    )
 
 
 @dataclass

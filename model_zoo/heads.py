@@ -46,6 +46,31 @@ class GlobalPool(nn.Module):
         return f"mode={self.mode}"
 
 
+class LesionPool(nn.Module):
+    """``[B, C, h, w]`` features + ``[B, 1, H, W]`` lesion logits -> ``[B, C + 1]``: the features averaged
+    with the lesion probability as weights, and the mean lesion probability (the lesion's share of the image).
+
+    The probabilities are area-averaged to the feature map's size and detached, so the classification loss
+    never moves the segmentation through this path; the classifier sees the lesion the segmentation found
+    (benign vs malignant is a property of the lesion, not of the surrounding tissue) and how much lesion
+    there is (normal vs lesion). ``eps`` keeps the average defined on an image with no lesion drawn.
+    """
+
+    def __init__(self, eps: float = 1e-4) -> None:
+        super().__init__()
+        self.eps = eps
+
+    @staticmethod
+    def out_features(channels: int) -> int:
+        return channels + 1
+
+    def forward(self, x: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
+        weight = F.adaptive_avg_pool2d(torch.sigmoid(seg_logits.detach().float()), x.shape[-2:]).to(x.dtype)
+        mass = weight.sum(dim=(2, 3))
+        pooled = (x * weight).sum(dim=(2, 3)) / (mass + self.eps)
+        return torch.cat([pooled, weight.mean(dim=(2, 3))], dim=1)
+
+
 class ClassificationHead(nn.Sequential):
     """Dropout + linear, or dropout + linear(hidden) + ReLU + dropout + linear when ``hidden > 0``."""
 

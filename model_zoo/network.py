@@ -5,7 +5,7 @@
     x [B,1,H,W] in [0,1] -> repeat to RGB, normalise (buffers) -> encoder -> features f0..fd
     fd -> bottleneck -> attention -> fd'          (replaces fd for the decoder)
     [f0..fd'] -> decoder -> seg head -> seg logits [B,1,H,W]
-    fd' -> pool -> cls head -> cls logits [B,K]
+    fd' -> pool -> cls head -> cls logits [B,K]       (cls_head.lesion_pool: + fd' pooled inside the lesion)
     training with labels: pool(fd') -> latent aug -> extra (features, labels) -> cls head -> aug logits
     training with deep supervision: decoder stages at 1/2, 1/4, ... -> 1x1 conv each -> aux seg logits
 
@@ -32,7 +32,7 @@ from model_zoo.convert import model_config_from_dict
 from model_zoo.decoders import decoder_spec
 from model_zoo.encoders import build_encoder, encoder_normalisation, min_input_size
 from model_zoo.errors import UserError
-from model_zoo.heads import ClassificationHead, GlobalPool, SegmentationHead
+from model_zoo.heads import ClassificationHead, GlobalPool, LesionPool, SegmentationHead
 from model_zoo.latent_aug import LatentAugmentation
 
 
@@ -173,8 +173,12 @@ class JointNet(nn.Module):
             nn.Conv2d(stage_channels[-1 - k], 1, kernel_size=1) for k in range(1, cfg.deep_supervision + 1)
         )
         self.pool = GlobalPool(cfg.cls_head.pooling)
+        self.lesion_pool = LesionPool() if cfg.cls_head.lesion_pool else None
+        pooled_features = self.pool.out_features(channels[-1])
+        if self.lesion_pool is not None:
+            pooled_features += self.lesion_pool.out_features(channels[-1])
         self.cls_head = ClassificationHead(
-            self.pool.out_features(channels[-1]), cfg.num_classes, cfg.cls_head.dropout, cfg.cls_head.hidden
+            pooled_features, cfg.num_classes, cfg.cls_head.dropout, cfg.cls_head.hidden
         )
         self.latent_aug = (
             LatentAugmentation(cfg.latent_aug, cfg.num_classes, self.class_names)
@@ -221,6 +225,8 @@ class JointNet(nn.Module):
         seg_logits = self.seg_head(decoded, (h, w))
 
         pooled = self.pool(deep)
+        if self.lesion_pool is not None:
+            pooled = torch.cat([pooled, self.lesion_pool(deep, seg_logits)], dim=1)
         cls_logits = self.cls_head(pooled)
         aug_logits = aug_labels = None
         if self.training and labels is not None and self.latent_aug is not None:

@@ -24,6 +24,7 @@ MODULES = (
     "gpu",
     "dedup_busi",
     "cpu_speed",
+    "anchor_protocol",
 )
 TINY_MODEL = '{"encoder": "tu-test_efficientnet", "encoder_weights": null, "decoder": "unet"}'
 

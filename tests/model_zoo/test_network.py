@@ -179,3 +179,43 @@ def test_deep_supervision_adds_coarser_logits_in_training_only() -> None:
         a, b = model(x), plain.eval()(x)
     assert a.aux_seg_logits is None  # inference is the plain network: same outputs with the same weights
     assert torch.equal(a.seg_logits, b.seg_logits) and torch.equal(a.cls_logits, b.cls_logits)
+
+
+def test_lesion_pool_averages_the_features_inside_the_lesion() -> None:
+    from model_zoo.heads import LesionPool
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
+    logits = torch.full((2, 1, 16, 16), -30.0)
+    logits[0, :, 4:8, 8:12] = 30.0  # image 0: a lesion exactly on feature cell (1, 2); image 1: none
+    out = LesionPool()(x, logits)
+    assert out.shape == (2, LesionPool.out_features(3))
+    assert torch.allclose(out[0, :3], x[0, :, 1, 2], rtol=1e-3)
+    assert out[0, 3] == pytest.approx(1 / 16, rel=1e-4)  # the lesion's share of the image
+    assert out[1, 3] < 1e-9 and torch.isfinite(out).all()
+    # Half the probability on a second cell: the average sits between the two cells' features.
+    logits[0, :, 0:4, 0:4] = 0.0
+    out = LesionPool()(x, logits)
+    assert torch.allclose(out[0, :3], (x[0, :, 1, 2] + 0.5 * x[0, :, 0, 0]) / 1.5, rtol=1e-3)
+
+
+def test_lesion_pool_feeds_the_classifier_without_moving_the_segmentation() -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        {"encoder": "tu-test_resnet", "cls_head": {"pooling": "avgmax", "lesion_pool": True}}
+    ).train()
+    deep = model.encoder_channels[-1]
+    assert model.cls_head[1].in_features == 2 * deep + deep + 1
+    out = model(torch.rand(2, 1, 64, 64))
+    assert out.features.shape == (2, 3 * deep + 1)
+    out.cls_logits.sum().backward()  # the classification loss reaches the encoder, not the seg path
+    assert model.seg_head.conv.weight.grad is None
+    assert all(p.grad is None for p in model.decoder.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in model.encoder.parameters() if p.grad is not None) > 0
+    # The class logits depend on where the lesion is drawn: another seg head, other class logits.
+    model.eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        before = model(x).cls_logits.clone()
+        model.seg_head.conv.bias.fill_(5.0)
+        after = model(x).cls_logits
+    assert not torch.allclose(before, after)
