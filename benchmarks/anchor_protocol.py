@@ -44,6 +44,7 @@ def out_of_fold_rows(run: Path, data_root: Path | None = None) -> tuple[list[dic
     from analysis.refit import choose, load_data
     from model_zoo import load_bundle
     from trainables.metrics import lesion_mask, segmentation_metrics
+    from trainables.train import fold_bundle_path
 
     chosen = choose(run, data_root=None if data_root is None else str(data_root))
     dataset, split, _ = load_data(chosen)
@@ -52,7 +53,7 @@ def out_of_fold_rows(run: Path, data_root: Path | None = None) -> tuple[list[dic
     labels = np.asarray(dataset.labels)
     rows: list[dict[str, Any]] = []
     for k, (_, val) in enumerate(split.folds):
-        bundle = run / f"fold{k}_best.safetensors"
+        bundle = fold_bundle_path(run, k)
         if not bundle.is_file():
             raise FileNotFoundError(f"{bundle} is missing (a train run saves each fold's best model)")
         model, _ = load_bundle(bundle, torch.device("cpu"))
@@ -110,9 +111,13 @@ def by_subset(
 ) -> dict[str, dict[str, float]]:
     """:func:`subset_figures` on all rows, on those whose ``path`` (``class/image``) the curation kept,
     and on the rest (members of duplicate groups, which it removed)."""
-    inside = [r for r in rows if Path(r["path"]).as_posix() in kept]
-    outside = [r for r in rows if Path(r["path"]).as_posix() not in kept]
-    return {s: subset_figures(part, names) for s, part in zip(SUBSETS, (rows, inside, outside), strict=True)}
+    parts: dict[bool, list[Mapping[str, Any]]] = {True: [], False: []}
+    for r in rows:
+        parts[Path(r["path"]).as_posix() in kept].append(r)
+    return {
+        s: subset_figures(part, names)
+        for s, part in zip(SUBSETS, (rows, parts[True], parts[False]), strict=True)
+    }
 
 
 def format_table(figures: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> str:

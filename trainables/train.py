@@ -131,8 +131,13 @@ def _check_same_spec(spec: Spec, out: Path) -> None:
         )
 
 
+def fold_bundle_path(out: Path, fold: int) -> Path:
+    """Where a train run keeps fold ``fold``'s model at its best epoch: ``<out>/fold{k}_best.safetensors``."""
+    return out / f"fold{fold}_best.safetensors"
+
+
 def _save_bundles(loop: CrossValLoop, out: Path, spec: Spec) -> None:
-    """``fold{k}_best.safetensors`` for each fold that just improved."""
+    """:func:`fold_bundle_path` for each fold that just improved."""
     from model_zoo import save_bundle
 
     for k in loop.improved:
@@ -145,7 +150,7 @@ def _save_bundles(loop: CrossValLoop, out: Path, spec: Spec) -> None:
             "class_names": list(loop.class_names),
             "image_size": spec.data.image_size,
         }
-        save_bundle(out / f"fold{k}_best.safetensors", fold.eval_module, meta)
+        save_bundle(fold_bundle_path(out, k), fold.eval_module, meta)
 
 
 def _fold_line(result: Mapping[str, float], n_folds: int) -> str:
