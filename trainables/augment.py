@@ -4,7 +4,9 @@ Geometry (horizontal flip, rotation, scale, translation) is one affine matrix pe
 grid that moves image and mask together: ``grid_sample`` interpolates the image bilinearly and the mask
 with nearest neighbour, so it stays binary. The grid is exactly ``F.affine_grid(theta, ...,
 align_corners=False)`` (tested), built by broadcasting instead of a batched matrix product, which is
-several times cheaper on the CPU. Intensity changes follow on the image only: gamma, contrast around the
+several times cheaper on the CPU. Then, on the image only and each on a share of the images where set, the
+degradations of nnU-Net's augmentation (a lower resolution simulated, a Gaussian blur: ultrasound
+machines and settings differ in both), and the intensity changes: gamma, contrast around the
 image mean and brightness (one fused multiply-add), multiplicative speckle noise, then a clamp to [0, 1].
 Every random parameter comes from the ``torch.Generator`` passed in, so a run is repeatable and its
 augmentation stream can be saved and restored with the loop's state.
@@ -67,6 +69,41 @@ class BatchAugment:
         t = theta[:, :, :, None, None]  # [B, 2 (out x/y), 3, 1, 1]
         return (t[:, :, 0] * xs + (t[:, :, 1] * ys + t[:, :, 2])).permute(0, 2, 3, 1).contiguous()
 
+    def _chosen(self, n: int, share: float, device: torch.device) -> torch.Tensor:
+        return self._uniform(n, 0.0, 1.0, device) < share
+
+    def lowres(self, images: torch.Tensor) -> torch.Tensor:
+        """A share ``cfg.lowres`` of the images shown at a lower resolution (nnU-Net's simulation): nearest
+        downsampling by a factor from ``cfg.lowres_zoom``, bilinear upsampling back."""
+        cfg, (n, h, w) = self.cfg, (images.shape[0], *images.shape[-2:])
+        chosen = self._chosen(n, cfg.lowres, images.device).tolist()
+        zoom = self._uniform(n, float(cfg.lowres_zoom[0]), float(cfg.lowres_zoom[1]), images.device).tolist()
+        out = images.clone()
+        for i in (i for i in range(n) if chosen[i]):
+            size = (max(1, round(h * zoom[i])), max(1, round(w * zoom[i])))
+            small = F.interpolate(images[i : i + 1], size=size, mode="nearest")
+            out[i : i + 1] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        return out
+
+    def blur(self, images: torch.Tensor) -> torch.Tensor:
+        """A share ``cfg.blur`` of the images blurred by a Gaussian of std from ``cfg.blur_sigma`` pixels:
+        one separable grouped convolution for the batch (one kernel per image, reflect padding as
+        torchvision's ``gaussian_blur``); the others pass unchanged."""
+        cfg, n, device = self.cfg, images.shape[0], images.device
+        chosen = self._chosen(n, cfg.blur, device)
+        sigma = self._uniform(n, float(cfg.blur_sigma[0]), float(cfg.blur_sigma[1]), device)
+        radius = math.ceil(3.0 * float(cfg.blur_sigma[1]))
+        offsets = torch.arange(-radius, radius + 1, device=device, dtype=images.dtype)
+        kernel = torch.exp(-0.5 * (offsets[None, :] / sigma[:, None].to(images.dtype)) ** 2)
+        kernel = kernel / kernel.sum(dim=1, keepdim=True)  # [n, 2r + 1]
+        small = radius >= min(images.shape[-2:])  # reflect needs the pad inside the image
+        x = F.pad(
+            images.reshape(1, n, *images.shape[-2:]), (radius,) * 4, mode="replicate" if small else "reflect"
+        )
+        x = F.conv2d(x, kernel.view(n, 1, 1, -1), groups=n)
+        x = F.conv2d(x, kernel.view(n, 1, -1, 1), groups=n).view_as(images)
+        return torch.where(chosen.view(n, 1, 1, 1), x, images)
+
     def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return augmented copies of float ``[B, 1, H, W]`` batches; masks stay 0/1."""
         cfg = self.cfg
@@ -77,6 +114,11 @@ class BatchAugment:
             masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
         else:
             images = images.clone()
+        # Drawn only when set, so runs without them keep their random stream.
+        if cfg.lowres > 0:
+            images = self.lowres(images)
+        if cfg.blur > 0:
+            images = self.blur(images)
         shape = (n, 1, 1, 1)
         if tuple(cfg.gamma) != (1.0, 1.0):
             gamma = self._uniform(n, float(cfg.gamma[0]), float(cfg.gamma[1]), device).view(shape)

@@ -55,6 +55,39 @@ class AugmentConfig(Section):
     speckle: float = field(
         default=0.1, metadata={"ge": 0.0, "le": 1.0, "description": "multiplicative noise std"}
     )
+    blur: float = field(
+        default=0.0, metadata={"ge": 0.0, "le": 1.0, "description": "share of images Gaussian-blurred"}
+    )
+    blur_sigma: tuple[float, float] = field(
+        default=(0.5, 1.0), metadata={"description": "blur std range, pixels of the training size"}
+    )
+    lowres: float = field(
+        default=0.0,
+        metadata={"ge": 0.0, "le": 1.0, "description": "share of images shown at a lower resolution"},
+    )
+    lowres_zoom: tuple[float, float] = field(
+        default=(0.5, 1.0), metadata={"description": "downsampling factor range before the upsampling"}
+    )
+
+    def validate(self) -> list[str]:
+        """Ranges run low to high; blur and low-resolution settings stay where they mean something."""
+        problems = [
+            f"{name}: [{lo}, {hi}] must run low to high"
+            for name, (lo, hi) in (
+                ("scale", self.scale),
+                ("gamma", self.gamma),
+                ("blur_sigma", self.blur_sigma),
+                ("lowres_zoom", self.lowres_zoom),
+            )
+            if lo > hi
+        ]
+        if min(self.scale) <= 0 or min(self.gamma) <= 0:
+            problems.append(f"scale {list(self.scale)} and gamma {list(self.gamma)} must be > 0")
+        if not (self.blur_sigma[0] >= 0.1 and self.blur_sigma[1] <= 5.0):
+            problems.append(f"blur_sigma {list(self.blur_sigma)}: std in pixels within [0.1, 5]")
+        if not (self.lowres_zoom[0] >= 0.1 and self.lowres_zoom[1] <= 1.0):
+            problems.append(f"lowres_zoom {list(self.lowres_zoom)}: factors within [0.1, 1]")
+        return problems
 
 
 @dataclass

@@ -146,3 +146,62 @@ def test_grid_equals_affine_grid() -> None:
     for h, w in ((16, 16), (12, 20)):
         expected = F.affine_grid(theta, [4, 1, h, w], align_corners=False)
         assert torch.allclose(BatchAugment.grid(theta, h, w), expected, atol=1e-5)
+
+
+def test_blur_matches_torchvision_and_leaves_masks() -> None:
+    from torchvision.transforms.functional import gaussian_blur
+
+    images, masks = _batch(n=4)
+    out_i, out_m = _aug(blur=1.0, blur_sigma=(1.0, 1.0))(images, masks)
+    assert torch.equal(out_m, masks)
+    expected = gaussian_blur(images, kernel_size=[7, 7], sigma=[1.0, 1.0])  # radius ceil(3 sigma)
+    assert torch.allclose(out_i, expected, atol=1e-5)
+
+
+def test_blur_and_lowres_reach_their_share_of_images_and_spare_the_rest() -> None:
+    images, masks = _batch(n=64)
+    for kw in ({"blur": 0.5, "blur_sigma": (0.5, 1.5)}, {"lowres": 0.5, "lowres_zoom": (0.3, 0.6)}):
+        out_i, out_m = _aug(seed=3, **kw)(images, masks)
+        changed = (out_i - images).abs().amax(dim=(1, 2, 3)) > 1e-6
+        assert torch.equal(out_m, masks)
+        assert 20 <= int(changed.sum()) <= 44  # about half of 64
+        assert torch.equal(out_i[~changed], images[~changed])  # the others bit for bit
+
+
+def test_lowres_is_nearest_down_then_bilinear_up() -> None:
+    import torch.nn.functional as F
+
+    images, masks = _batch(n=3)
+    out_i, _ = _aug(lowres=1.0, lowres_zoom=(0.5, 0.5))(images, masks)
+    small = F.interpolate(images, size=(16, 16), mode="nearest")
+    assert torch.allclose(out_i, F.interpolate(small, size=(32, 32), mode="bilinear", align_corners=False))
+
+
+def test_blur_on_an_image_smaller_than_the_kernel_and_of_a_constant_image() -> None:
+    flat = torch.full((2, 1, 4, 4), 0.5)
+    out_i, _ = _aug(blur=1.0, blur_sigma=(2.0, 2.0))(flat, torch.zeros_like(flat))
+    assert torch.allclose(out_i, flat)  # radius 6 > side 4: replicate padding, weights sum to one
+
+
+def test_new_augmentations_off_keep_the_random_stream() -> None:
+    images, masks = _batch()
+    cfg = {"hflip": True, "rotate": 15.0, "brightness": 0.1, "speckle": 0.1}
+    a = _aug(seed=5, **cfg)(images, masks)
+    b = _aug(seed=5, blur_sigma=(1.0, 2.0), lowres_zoom=(0.3, 0.9), **cfg)(images, masks)
+    assert torch.equal(a[0], b[0])
+
+
+def test_ranges_must_run_low_to_high() -> None:
+    import pytest
+
+    from model_zoo.schema import SpecError, from_dict
+    from trainables.config import TrainConfig
+
+    for bad, word in (
+        ({"blur_sigma": [1.5, 0.5]}, "blur_sigma"),
+        ({"scale": [1.2, 0.8]}, "scale"),
+        ({"lowres_zoom": [0.5, 1.5]}, "lowres_zoom"),
+        ({"blur_sigma": [0.0, 1.0]}, "blur_sigma"),
+    ):
+        with pytest.raises(SpecError, match=word):
+            from_dict(TrainConfig, {"augment": bad})
