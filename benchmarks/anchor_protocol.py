@@ -14,7 +14,9 @@ over the pooled out-of-fold predictions.
 
 ``--data`` is the folder holding ``busi/`` and ``busi_curated/`` (or ``$BUS_REAL_DATA``). Writes
 ``benchmarks/results/anchor_protocol.json`` and ends with ``RESULT anchor_protocol: ...``; skips cleanly
-without a run or the data.
+without a run or the data. ``--images training`` scores each fold's model on its own training images
+instead (unaugmented; ``anchor_protocol_training.json``): how well the models fit what they learned from,
+the other side of the generalisation gap.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ from benchmarks.dedup_busi import read_curation
 NAME = "anchor_protocol"
 COMPARED = "a train run's CV figures on all validation images vs the curation's kept ones (anchor protocol)"
 SUBSETS = ("all", "kept", "removed")
+IMAGES = ("validation", "training")
 
 
-def out_of_fold_rows(run: Path, data_root: Path | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Per validation image of every fold: ``fold``, ``path``, ``label``, ``pred`` (class index) and
-    ``dice`` (NaN on normal images), from that fold's saved model; and the class names."""
+def out_of_fold_rows(
+    run: Path, data_root: Path | None = None, images: str = "validation"
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Per validation image of every fold (``images="training"``: per training image of every fold):
+    ``fold``, ``path``, ``label``, ``pred`` (class index) and ``dice`` (NaN on normal images), from that
+    fold's saved model; and the class names."""
     import torch
 
     from analysis.predict import predict_arrays
@@ -52,18 +58,21 @@ def out_of_fold_rows(run: Path, data_root: Path | None = None) -> tuple[list[dic
     names = list(dataset.class_names)
     labels = np.asarray(dataset.labels)
     rows: list[dict[str, Any]] = []
-    for k, (_, val) in enumerate(split.folds):
+    if images not in IMAGES:
+        raise ValueError(f"images={images!r}: one of {IMAGES}")
+    for k, (train, val) in enumerate(split.folds):
+        scored = train if images == "training" else val
         bundle = fold_bundle_path(run, k)
         if not bundle.is_file():
             raise FileNotFoundError(f"{bundle} is missing (a train run saves each fold's best model)")
         model, _ = load_bundle(bundle, torch.device("cpu"))
         seg, probs = predict_arrays(
-            [model], dataset.images[val], torch.device("cpu"), lesion_gate=spec.train.lesion_gate
+            [model], dataset.images[scored], torch.device("cpu"), lesion_gate=spec.train.lesion_gate
         )
-        gt = dataset.masks[val] > 0
+        gt = dataset.masks[scored] > 0
         per_image = segmentation_metrics(np.asarray(lesion_mask(seg)), gt, min_area=spec.train.min_area)
         dice = np.asarray(per_image["per_image"]["dice"], dtype=float)
-        for i, j in enumerate(val):
+        for i, j in enumerate(scored):
             rows.append(
                 {
                     "fold": k,
@@ -148,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, help="a launch.py train run folder (with fold*_best.safetensors)")
     parser.add_argument("--data", type=Path, default=os.environ.get("BUS_REAL_DATA"))
     parser.add_argument("--busi", default="busi", help="the dataset folder under --data (default busi)")
+    parser.add_argument(
+        "--images", choices=IMAGES, default="validation", help="each fold's validation or training images"
+    )
     args = parser.parse_args(argv)
     if args.run is None or args.data is None:
         final(NAME, "skipped (pass --run RUN_DIR and --data, or set BUS_REAL_DATA)")
@@ -158,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     machine = banner(NAME, COMPARED)
     kept, _ = read_curation(curated)
-    rows, names = out_of_fold_rows(args.run, args.data / args.busi)
+    rows, names = out_of_fold_rows(args.run, args.data / args.busi, args.images)
+    print(f"each fold's model on its {args.images} images")
     figures = by_subset(rows, kept, names)
     print(format_table(figures, names))
     a, k = figures["all"], figures["kept"]
@@ -168,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{a['weighted_f1']:.3f} -> {k['weighted_f1']:.3f}"
     )
     flat = {f"{s}/{key}": v for s, f in figures.items() for key, v in f.items()}
-    return finish(NAME, COMPARED, flat | {"run": args.run.name}, ratio, machine)
+    name = NAME if args.images == "validation" else f"{NAME}_training"
+    return finish(name, COMPARED, flat | {"run": args.run.name, "images": args.images}, ratio, machine)
 
 
 if __name__ == "__main__":

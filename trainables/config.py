@@ -82,11 +82,11 @@ class AugmentConfig(Section):
             if lo > hi
         ]
         if min(self.scale) <= 0 or min(self.gamma) <= 0:
-            problems.append(f"scale {list(self.scale)} and gamma {list(self.gamma)} must be > 0")
+            problems.append(f"scale: {list(self.scale)}, gamma: {list(self.gamma)}: both must be > 0")
         if not (self.blur_sigma[0] >= 0.1 and self.blur_sigma[1] <= 5.0):
-            problems.append(f"blur_sigma {list(self.blur_sigma)}: std in pixels within [0.1, 5]")
+            problems.append(f"blur_sigma: {list(self.blur_sigma)}: std in pixels within [0.1, 5]")
         if not (self.lowres_zoom[0] >= 0.1 and self.lowres_zoom[1] <= 1.0):
-            problems.append(f"lowres_zoom {list(self.lowres_zoom)}: factors within [0.1, 1]")
+            problems.append(f"lowres_zoom: {list(self.lowres_zoom)}: factors within [0.1, 1]")
         return problems
 
 

@@ -76,6 +76,12 @@ def test_out_of_fold_rows_of_a_tiny_run(tmp_path: Path) -> None:
         # The classifier gate: an image called normal has no lesion, so its Dice is 0.
         if r["pred"] == normal and r["label"] != normal:
             assert r["dice"] == 0.0
+    # --images training: each fold's training images instead, each image in all folds but its own.
+    fit, _ = ap.out_of_fold_rows(run, images="training")
+    for k, fold in enumerate(splits["folds"]):
+        assert sorted(r["path"] for r in fit if r["fold"] == k) == sorted(fold["train"])
+    with pytest.raises(ValueError, match="validation"):
+        ap.out_of_fold_rows(run, images="test")
     (run / "fold1_best.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match=r"fold1_best.*missing"):
         ap.out_of_fold_rows(run)
