@@ -199,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="evaluate the chosen trial's K fold models as an averaging ensemble instead of refitting",
     )
+    p.add_argument(
+        "--full-schedule",
+        action="store_true",
+        help="anneal the LR schedule over the refit's epochs (default: keep the CV's schedule and stop at "
+        "epoch N, as the weights the CV scored were trained)",
+    )
 
     p = _verb(
         sub, "predict", "analysis.commands:cmd_predict", "segment and classify new images with a model bundle"

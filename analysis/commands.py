@@ -124,7 +124,9 @@ def cmd_refit(args: argparse.Namespace) -> int:
         out = chosen.exp_dir / ("ensemble" if args.ensemble_folds else "refit")
     else:
         out = Path("runs") / "refit" / chosen.spec.name
-    report = run_refit(chosen, out, args.epochs, args.device, args.ensemble_folds)
+    report = run_refit(
+        chosen, out, args.epochs, args.device, args.ensemble_folds, full_schedule=args.full_schedule
+    )
     outputs = report["outputs"]
     print(f"test report: {outputs['report']}")
     if "bundle" in outputs:

@@ -102,6 +102,15 @@ class TrainConfig(Section):
     momentum: float = field(default=0.9, metadata={"ge": 0.0, "lt": 1.0, "description": "SGD only"})
     schedule: Literal["cosine", "onecycle", "constant"] = "cosine"
     warmup_epochs: int = field(default=1, metadata={"ge": 0})
+    schedule_epochs: int | None = field(
+        default=None,
+        metadata={
+            "ge": 1,
+            "description": "epochs the LR schedule spans; training stops after `epochs` (<= this). "
+            "null: `epochs`. A refit of N epochs sets it to the CV's epochs, so that its LR follows the "
+            "CV's curve up to the chosen epoch instead of annealing to 0 over N",
+        },
+    )
     amp: Literal["auto", "bf16", "fp16", "off"] = field(
         default="auto",
         metadata={
@@ -156,10 +165,17 @@ class TrainConfig(Section):
     )
 
     def validate(self) -> list[str]:
-        """Cross-field rules. None refuses; balanced sampler + ``weighted_ce`` warns
-        (:class:`DoubleImbalanceCorrectionWarning`): an over-correction, but a legitimate arm of an
-        imbalance study (``spaces/stage4_imbalance.yaml`` crosses sampler and loss on purpose)."""
+        """Cross-field rules: ``schedule_epochs`` below ``epochs`` refuses; balanced sampler +
+        ``weighted_ce`` warns (:class:`DoubleImbalanceCorrectionWarning`): an over-correction, but a
+        legitimate arm of an imbalance study (``spaces/stage4_imbalance.yaml`` crosses sampler and loss
+        on purpose)."""
         message = double_correction_message(self.sampler, self.loss.cls)
         if message is not None:
             warnings.warn(message, DoubleImbalanceCorrectionWarning, stacklevel=2)
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            # past its end torch's cosine climbs back up and OneCycleLR raises
+            return [
+                f"schedule_epochs: {self.schedule_epochs} is less than epochs: {self.epochs}; the schedule "
+                "must span every epoch trained (null: epochs)"
+            ]
         return []

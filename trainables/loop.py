@@ -137,7 +137,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
-    """Torch's per-step schedule of ``cfg.schedule`` over ``cfg.epochs`` epochs of ``steps_per_epoch``.
+    """Torch's per-step schedule of ``cfg.schedule`` over ``cfg.schedule_epochs`` (default ``cfg.epochs``)
+    epochs of ``steps_per_epoch``; training may stop before its end (a refit of the CV's chosen epoch).
 
     ``constant``: linear warm-up from ``lr / warmup`` to ``lr`` over ``warmup_epochs`` (``LinearLR``), then
     ``lr``. ``cosine``: the same warm-up, then cosine decay to 0 (``CosineAnnealingLR``; ``SequentialLR``
@@ -146,7 +147,7 @@ def build_scheduler(
     """
     from torch.optim import lr_scheduler
 
-    total = max(1, cfg.epochs * steps_per_epoch)
+    total = max(1, (cfg.schedule_epochs or cfg.epochs) * steps_per_epoch)
     warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
     if cfg.schedule == "onecycle":
         if total < 3:  # OneCycleLR needs a step up and a step down (phase ends at peak - 1 and total - 1)

@@ -12,7 +12,15 @@ import pytest
 import launch
 from analysis.leaderboard import build_leaderboard
 from analysis.predict import Predictor
-from analysis.refit import RefitError, choose, fold_weights, load_data, load_fold_models, run_refit
+from analysis.refit import (
+    RefitError,
+    choose,
+    fold_weights,
+    load_data,
+    load_fold_models,
+    refit_spec,
+    run_refit,
+)
 from analysis.results import load_results
 from analysis.selection import choose_trial, refit_epochs
 from trainables.data.run_data import DataChangedError
@@ -147,6 +155,21 @@ def test_auto_epochs_and_source_errors(data_exp: Path, tmp_path: Path) -> None:
     assert launch.main(["refit", str(data_exp), "--trial", "nope"]) == 2
 
 
+def test_refit_spec_keeps_the_cv_schedule() -> None:
+    """The refit trains N epochs inside the CV's LR schedule (the weights the CV scored at epoch N), unless
+    told to anneal over N, or N reaches past the CV's schedule."""
+    from tests.trainables.test_loop import tiny_spec
+
+    spec = tiny_spec(epochs=100, patience=5)
+    refit = refit_spec(spec, 62)
+    assert (refit.train.epochs, refit.train.schedule_epochs, refit.train.patience) == (62, 100, None)
+    assert refit_spec(spec, 62, full_schedule=True).train.schedule_epochs is None
+    assert refit_spec(spec, 100).train.schedule_epochs is None
+    assert refit_spec(spec, 120).train.schedule_epochs is None
+    assert refit_spec(tiny_spec(epochs=40, schedule_epochs=150), 62).train.schedule_epochs == 150
+    assert refit.model == spec.model and refit.data == spec.data
+
+
 def test_refit_refuses_data_that_differs_from_the_search(data_exp: Path, tmp_path: Path) -> None:
     data = json.loads((data_exp / "data.json").read_text(encoding="utf-8"))
     data["fingerprint"] = "0" * 16
@@ -178,6 +201,7 @@ def test_refit_from_a_train_run_uses_its_files(tmp_path: Path, capsys: pytest.Ca
     assert launch.main(["refit", str(run), "--epochs", "auto", "--device", "cpu"]) == 0
     report = _report(run / "refit")
     assert report["epochs"] == summary["best_epoch"] and report["kind"] == "refit"
+    assert report["schedule_epochs"] == 2  # the CV's schedule span, whichever epoch was best
     assert {r["path"] for r in report["per_image"]} == set(chosen.splits["test"])
     assert "dice_benign" in report["metrics"] and "dice_malignant" in report["metrics"]
     assert (run / "test_evaluations.jsonl").is_file()

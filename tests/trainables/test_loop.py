@@ -54,9 +54,21 @@ def data() -> tuple[BUSDataset, SplitIndices, dict]:
     return dataset, split_indices(splits, dataset), splits
 
 
-def _lr_factors(schedule: str, epochs: int, warmup_epochs: int, steps_per_epoch: int = 1) -> list[float]:
+def _lr_factors(
+    schedule: str,
+    epochs: int,
+    warmup_epochs: int,
+    steps_per_epoch: int = 1,
+    schedule_epochs: int | None = None,
+) -> list[float]:
     """The LR multiplier at each optimizer step of the loop's scheduler (torch's), two parameter groups."""
-    cfg = dataclasses.replace(TrainConfig(), schedule=schedule, epochs=epochs, warmup_epochs=warmup_epochs)
+    cfg = dataclasses.replace(
+        TrainConfig(),
+        schedule=schedule,
+        epochs=epochs,
+        warmup_epochs=warmup_epochs,
+        schedule_epochs=schedule_epochs,
+    )
     params = [torch.nn.Parameter(torch.zeros(2, 2)), torch.nn.Parameter(torch.zeros(2))]
     opt = torch.optim.AdamW([{"params": [params[0]]}, {"params": [params[1]], "weight_decay": 0.0}], lr=2e-3)
     scheduler = build_scheduler(opt, cfg, steps_per_epoch)
@@ -95,6 +107,20 @@ def test_schedules_are_the_documented_shapes() -> None:
     unknown = dataclasses.replace(TrainConfig(), schedule="step")  # replace does not validate
     with pytest.raises(ValueError, match=r"expected cosine \| onecycle \| constant"):
         build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1), unknown, 1)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "constant"])
+def test_schedule_epochs_stops_inside_a_longer_schedule(schedule: str) -> None:
+    """A refit of the CV's epoch 6 of 10: its learning rates are the CV's first 6 epochs', not a schedule
+    annealed over 6 epochs."""
+    cv = _lr_factors(schedule, 10, 2, steps_per_epoch=3)
+    truncated = _lr_factors(schedule, 6, 2, steps_per_epoch=3, schedule_epochs=10)
+    assert truncated == pytest.approx(cv[:18], abs=1e-12)
+    if schedule != "constant":
+        assert truncated[-1] > _lr_factors(schedule, 6, 2, steps_per_epoch=3)[-1] * 10
+    with pytest.raises(ValueError, match="schedule_epochs: 5 is less than epochs: 6"):
+        spec_from_dict(tiny_spec_dict(epochs=6, schedule_epochs=5))
+    assert spec_from_dict(tiny_spec_dict(epochs=6, schedule_epochs=6)).train.schedule_epochs == 6
 
 
 def test_step_reports_every_fold_and_the_cv_mean(data: tuple) -> None:
