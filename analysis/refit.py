@@ -249,7 +249,7 @@ def refit_spec(spec: Spec, epochs: int, full_schedule: bool = False) -> Spec:
     the fold spread; docs/results.md section 1).
     """
     n = int(epochs)
-    cv_span = spec.train.schedule_epochs or spec.train.epochs
+    cv_span = spec.train.schedule_span
     span = None if full_schedule or n >= cv_span else cv_span
     train = dataclasses.replace(spec.train, epochs=n, schedule_epochs=span, patience=None)
     return dataclasses.replace(spec, train=train)
@@ -441,11 +441,12 @@ def run_refit(
         model, history, loop = train_on_dev(spec, dataset, split, device, progress)
         model.eval()
         models = [model]
-        span = spec.train.schedule_epochs or n
-        kind, info = (
-            "refit",
-            {"epochs": n, "epochs_rule": rule, "schedule_epochs": span, "dev_images": len(split.dev)},
-        )
+        kind, info = "refit", {
+            "epochs": n,
+            "epochs_rule": rule,
+            "schedule_epochs": spec.train.schedule_span,
+            "dev_images": len(split.dev),
+        }
         pd.DataFrame(history).to_csv(out / "refit_history.csv", index=False)
         outputs["history"] = str(out / "refit_history.csv")
         outputs["bundle"] = str(

@@ -164,6 +164,11 @@ class TrainConfig(Section):
         metadata={"description": "score = weighted mean of these validation metrics"},
     )
 
+    @property
+    def schedule_span(self) -> int:
+        """Epochs the LR schedule spans: ``schedule_epochs``, else ``epochs``."""
+        return self.schedule_epochs or self.epochs
+
     def validate(self) -> list[str]:
         """Cross-field rules: ``schedule_epochs`` below ``epochs`` refuses; balanced sampler +
         ``weighted_ce`` warns (:class:`DoubleImbalanceCorrectionWarning`): an over-correction, but a

@@ -147,7 +147,7 @@ def build_scheduler(
     """
     from torch.optim import lr_scheduler
 
-    total = max(1, (cfg.schedule_epochs or cfg.epochs) * steps_per_epoch)
+    total = max(1, cfg.schedule_span * steps_per_epoch)
     warmup = min(cfg.warmup_epochs * steps_per_epoch, total)
     if cfg.schedule == "onecycle":
         if total < 3:  # OneCycleLR needs a step up and a step down (phase ends at peak - 1 and total - 1)
