@@ -441,12 +441,15 @@ def run_refit(
         model, history, loop = train_on_dev(spec, dataset, split, device, progress)
         model.eval()
         models = [model]
-        kind, info = "refit", {
-            "epochs": n,
-            "epochs_rule": rule,
-            "schedule_epochs": spec.train.schedule_span,
-            "dev_images": len(split.dev),
-        }
+        kind, info = (
+            "refit",
+            {
+                "epochs": n,
+                "epochs_rule": rule,
+                "schedule_epochs": spec.train.schedule_span,
+                "dev_images": len(split.dev),
+            },
+        )
         pd.DataFrame(history).to_csv(out / "refit_history.csv", index=False)
         outputs["history"] = str(out / "refit_history.csv")
         outputs["bundle"] = str(
