@@ -10,6 +10,7 @@ import torch
 from search.config import load_search_spec
 from search.tuner import run_search
 from tests.search.helpers import results, trial_dirs, write_spec
+from trainables.loop import CHECKPOINT_STATE_FILE, read_loop_state
 
 ray = pytest.importorskip("ray")
 
@@ -43,9 +44,19 @@ def test_failed_trial_resumes_from_its_checkpoint(tmp_path: Path, local_ray) -> 
     grid = run_search(load_search_spec(path), storage=str(tmp_path / "runs"), name="fault")
     assert len(grid) == 1 and not grid.errors
     (trial,) = trial_dirs(tmp_path / "runs" / "fault")
-    rows = results(trial)
-    assert [r["epoch"] for r in rows] == [1.0, 2.0, 3.0]  # epoch 1 was not trained twice
-    assert [r["restored_from_epoch"] for r in rows] == [0, 1, 1]
+    # Tune's result.json may lack the epoch-1 row: it is reported right before the injected failure, and
+    # Tune restores the trial's result file from storage when it restarts it (seen once in CI under
+    # load, rows [2, 3]). Each epoch is still reported at most once, in order, and the retry reports
+    # that it continued from epoch 1's checkpoint.
+    rows = {r["epoch"]: r for r in results(trial)}
+    assert list(rows) == sorted(rows) and list(rows)[-2:] == [2.0, 3.0]
+    assert rows[2.0]["restored_from_epoch"] == rows[3.0]["restored_from_epoch"] == 1
+    assert rows.get(1.0, {"restored_from_epoch": 0})["restored_from_epoch"] == 0
+    # the final loop state carries epoch 1 (from the checkpoint) and epochs 2, 3 (the retry), each once:
+    # epoch 1 was not trained twice
+    final = max(trial.glob("checkpoint_*"), key=lambda p: p.name)
+    history = read_loop_state(final / CHECKPOINT_STATE_FILE)["history"]
+    assert [h["epoch"] for h in history] == [1.0, 2.0, 3.0]
     assert (trial / "error.txt").exists() and "injected failure before epoch 2" in (
         trial / "error.txt"
     ).read_text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ def _payloads(data: bytes) -> list[bytes]:
             pos += left
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if pos + 7 + length > len(data):  # a record still being written
+            break
         chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
@@ -43,14 +46,35 @@ def _payloads(data: bytes) -> list[bytes]:
     return out
 
 
-def read_run(path: str | Path) -> dict[str, Any]:
-    """``{"id", "group", "project", "config": {key: value}, "history": [{key: value}, ...]}``."""
+def _records(path: Path, timeout_s: float) -> list[Any]:
+    """The run file's records once it holds the run's ``exit`` record.
+
+    ``run.finish()`` returns once the service has the run's last record, and then only *informs* the
+    service that the run is done (``inform_finish``): the file is flushed and closed after that, so a
+    reader right after ``finish()`` can find the header alone (seen once in CI under load). Waits up to
+    ``timeout_s`` for the complete file.
+    """
     from wandb.proto import wandb_internal_pb2
 
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = []
+        for payload in _payloads(path.read_bytes()):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(payload)
+            records.append(record)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path}: no exit record after {timeout_s:.0f} s (the run never finished)")
+        time.sleep(0.5)
+
+
+def read_run(path: str | Path, timeout_s: float = 120.0) -> dict[str, Any]:
+    """``{"id", "group", "project", "config": {key: value}, "history": [{key: value}, ...]}`` of a
+    finished run (waits up to ``timeout_s`` for the service to flush the file, :func:`_records`)."""
     run: dict[str, Any] = {"config": {}, "history": []}
-    for payload in _payloads(Path(path).read_bytes()):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(payload)
+    for record in _records(Path(path), timeout_s):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             run.update(id=record.run.run_id, group=record.run.run_group, project=record.run.project)
