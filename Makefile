@@ -32,7 +32,7 @@ demo: $(STAMP)
 	@echo "Visualization:  $(DEMO)/predict/malignant_1.png"
 
 test: $(STAMP)
-	$(PY) -m pytest -q --timeout=1500
+	$(PY) -m pytest -q --timeout=1500 --durations=15
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow" --timeout=600
