@@ -181,6 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(
         sub,
+        "compare",
+        "analysis.commands:cmd_compare",
+        "paired comparison of train runs on the same folds: per-fold differences and curves",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="train run folders; the first is the reference")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one name per run (default: folder names)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="COLUMN",
+        help="epochs.csv columns (default: Dice, accuracy, "
+        "macro-F1, AUC, normal specificity, selection score)",
+    )
+    p.add_argument("--window", type=int, default=5, help="also compare the mean of the last N common epochs")
+    p.add_argument("--figure", metavar="OUT.png", help="draw every run's CV mean per epoch")
+    p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the differences as JSON")
+
+    p = _verb(
+        sub,
         "refit",
         "analysis.commands:cmd_refit",
         "train the chosen config on all development images, then evaluate once on the test set",

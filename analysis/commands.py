@@ -1,5 +1,5 @@
-"""``launch.py`` verbs owned by ``analysis``: ``analyze``, ``refit``, ``predict``, ``evaluate``; and
-:func:`analyze`, the analysis as one call (the pipeline uses it per stage).
+"""``launch.py`` verbs owned by ``analysis``: ``analyze``, ``compare``, ``refit``, ``predict``,
+``evaluate``; and :func:`analyze`, the analysis as one call (the pipeline uses it per stage).
 
 Exit status: 0 success; 1 a run that partly failed (predict: some images could not be read); 2 bad
 input (a folder that is not an experiment, an invalid spec, a file that is not a bundle, no GPU, a data
@@ -110,6 +110,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         print(f"  not drawn: {name}: {why}")
     if result.wandb_dir:
         print(f"W&B summary run: {result.wandb_dir}")
+    return OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``launch.py compare REF_RUN RUN [RUN ...] [--labels ...] [--window N] [--figure F] [--json F]``."""
+    from analysis.compare_runs import DEFAULT_METRICS, compare_runs
+
+    report, data = compare_runs(
+        args.runs, args.labels, args.metrics or DEFAULT_METRICS, args.window, args.figure
+    )
+    print(report)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        print(f"\ndata:   {args.json_out}")
+    if args.figure:
+        print(f"figure: {data['figure']}")
     return OK
 
 
