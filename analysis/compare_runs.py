@@ -43,6 +43,9 @@ DEFAULT_METRICS: tuple[str, ...] = (
 TRAIN_PANELS: tuple[str, ...] = ("train/seg", "train/cls")
 LABELS: dict[str, str] = {
     "val/dice": "lesion Dice",
+    "val/ungated_dice": "lesion Dice, ungated",
+    "val/dice_benign": "Dice, benign",
+    "val/dice_malignant": "Dice, malignant",
     "val/acc": "accuracy",
     "val/macro_f1": "macro-F1",
     "val/auc": "AUC",
