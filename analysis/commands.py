@@ -115,11 +115,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``launch.py compare REF_RUN RUN [RUN ...] [--labels ...] [--window N] [--figure F] [--json F]``."""
-    from analysis.compare_runs import DEFAULT_METRICS, compare_runs
+    from analysis.compare_runs import compare_runs
 
-    report, data = compare_runs(
-        args.runs, args.labels, args.metrics or DEFAULT_METRICS, args.window, args.figure
-    )
+    report, data = compare_runs(args.runs, args.labels, args.metrics, args.window, args.figure)
     print(report)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ sees whether a difference is a level shift or one lucky epoch. matplotlib is imp
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import warnings
@@ -250,18 +251,28 @@ def plot_comparison(runs: Sequence[RunCurves], path: str | Path, metrics: Sequen
 def compare_runs(
     run_dirs: Sequence[str | Path],
     labels: Sequence[str] | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = None,
     window: int = 5,
     figure: str | Path | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """Compare every run with the first (the reference); return the Markdown report and its data
-    (``{"reference": path, "runs": [{"path", "label", "deltas": [...]}]}``), and draw ``figure``."""
+    (``{"reference": path, "runs": [{"path", "label", "deltas": [...]}]}``), and draw ``figure``.
+
+    ``metrics``: ``epochs.csv`` columns, each of which some run must have recorded (a typo fails);
+    default :data:`DEFAULT_METRICS`, those the runs recorded."""
     if len(run_dirs) < 2:
         raise UserError("compare needs a reference run and at least one other run")
     if labels is not None and len(labels) != len(run_dirs):
         raise UserError(f"{len(labels)} labels for {len(run_dirs)} runs: give one label per run")
     runs = [load_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
     check_paired(runs)
+    recorded = sorted(set().union(*(run.columns for run in runs)) - {"best_epoch", "stopped"})
+    for metric in metrics or ():
+        if metric not in recorded:
+            close = difflib.get_close_matches(metric, recorded, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"no run recorded {metric!r}; {hint}epochs.csv columns: {', '.join(recorded)}")
+    metrics = metrics or DEFAULT_METRICS
     reference, others = runs[0], runs[1:]
     sections, data = [], {"reference": str(reference.path), "runs": []}
     for other in others:

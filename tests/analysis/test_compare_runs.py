@@ -124,3 +124,6 @@ def test_cli_prints_the_table_and_exits_2_on_bad_input(tmp_path: Path, capsys: p
     assert "no epochs.csv" in capsys.readouterr().err
     assert launch.main(["compare", str(ref), str(other), "--labels", "only-one"]) == 2
     assert launch.main(["compare", str(ref), str(other), "--window", "0"]) == 2
+    capsys.readouterr()
+    assert launch.main(["compare", str(ref), str(other), "--metrics", "val/dcie"]) == 2
+    assert "did you mean 'val/dice'?" in capsys.readouterr().err  # a typo fails, never an empty table
