@@ -19,9 +19,7 @@ sees whether a difference is a level shift or one lucky epoch. matplotlib is imp
 from __future__ import annotations
 
 import difflib
-import json
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from analysis.report import read_json
 from model_zoo.errors import UserError
-from trainables.run_curves import read_fold_curves
+from trainables.run_curves import fold_mean_std, read_fold_curves
 
 DEFAULT_METRICS: tuple[str, ...] = (
     "val/dice",
@@ -96,17 +95,8 @@ def load_run(run_dir: str | Path, label: str | None = None) -> RunCurves:
         epochs, columns = read_fold_curves(csv_path)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    summary = _read_json(path / "summary.json") or {}
-    return RunCurves(label or path.name, path, epochs, columns, summary, _read_json(path / "splits.json"))
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: unreadable ({exc})") from exc
+    splits = read_json(path / "splits.json") or None  # missing or unreadable: the folds cannot be checked
+    return RunCurves(label or path.name, path, epochs, columns, read_json(path / "summary.json"), splits)
 
 
 def check_paired(runs: Sequence[RunCurves]) -> None:
@@ -115,7 +105,9 @@ def check_paired(runs: Sequence[RunCurves]) -> None:
     reference = runs[0]
     for run in runs:
         if run.splits is None:
-            raise UserError(f"{run.path}: no splits.json, so the folds cannot be checked; not compared")
+            raise UserError(
+                f"{run.path}: no readable splits.json, so the folds cannot be checked; not compared"
+            )
     for run in runs[1:]:
         same = run.splits.get("folds") == reference.splits.get("folds")
         same_test = sorted(run.splits.get("test", [])) == sorted(reference.splits.get("test", []))
@@ -125,12 +117,6 @@ def check_paired(runs: Sequence[RunCurves]) -> None:
                 "images differ): a paired comparison needs the same folds; train both with the same "
                 "data.seed and data.folds, or the same data.splits file"
             )
-
-
-def _fold_means(values: np.ndarray) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no fold reached: NaN
-        return np.nanmean(values, axis=1)
 
 
 def paired_delta(reference: RunCurves, other: RunCurves, metric: str, window: int = 5) -> MetricDelta | None:
@@ -219,13 +205,9 @@ def plot_comparison(runs: Sequence[RunCurves], path: str | Path, metrics: Sequen
         for i, run in enumerate(runs):
             if metric not in run.columns:
                 continue
-            values = run.columns[metric]
-            mean = _fold_means(values)
+            mean, std = fold_mean_std(run.columns[metric])
             (line,) = ax.plot(run.epochs, mean, label=run.label, linewidth=1.8 if i == 0 else 1.4)
             if i == 0:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    std = np.nanstd(values, axis=1, ddof=1) if values.shape[1] > 1 else np.zeros_like(mean)
                 ax.fill_between(
                     run.epochs, mean - std, mean + std, color=line.get_color(), alpha=0.15, linewidth=0
                 )

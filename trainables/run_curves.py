@@ -59,7 +59,7 @@ def read_fold_curves(csv_path: str | Path) -> tuple[np.ndarray, dict[str, np.nda
     return np.asarray(epochs), dict(columns)
 
 
-def _mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fold_mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-epoch mean and std over folds, ignoring missing folds (an epoch with none stays NaN)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN epochs: NaN is the honest answer
@@ -98,7 +98,7 @@ def plot_run_curves(
     fig, axes = plt.subplots(nrows, ncols, figsize=(13.0, 3.6 * nrows), squeeze=False)
     for ax, (name, series) in zip(axes.flat, panels):
         for column, label in series:
-            mean, std = _mean_std(columns[column])
+            mean, std = fold_mean_std(columns[column])
             (line,) = ax.plot(epochs, mean, label=label, linewidth=1.6)
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
         if best is not None:

@@ -87,7 +87,7 @@ def test_runs_on_other_folds_or_without_splits_are_refused(tmp_path: Path) -> No
     with pytest.raises(UserError, match="split differently"):
         check_paired([ref, other_test])
     bare = load_run(_run(tmp_path / "bare", _reference, splits=None))
-    with pytest.raises(UserError, match=r"no splits\.json"):
+    with pytest.raises(UserError, match=r"no readable splits\.json"):
         check_paired([ref, bare])
     check_paired([ref, load_run(_run(tmp_path / "same", lambda e, k: 0.5))])
 
