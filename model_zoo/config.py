@@ -121,6 +121,12 @@ class LossConfig(Section):
     aug_weight: float = field(
         default=1.0, metadata={"ge": 0.0, "description": "weight of latent-aug samples in cls loss"}
     )
+    batch_dice: bool = field(
+        default=False,
+        metadata={
+            "description": "Dice / Tversky summed over the whole batch (nnU-Net 2D) instead of per image"
+        },
+    )
     presence_weight: float = field(
         default=0.0,
         metadata={"ge": 0.0, "description": "weight of the image-level lesion-presence term in the seg loss"},

@@ -12,6 +12,9 @@ Segmentation (binary lesion mask, per image then averaged over the batch):
   1 until every logit is extreme), so there the pixel-wise term (BCE or focal, over every image) is what
   penalises false positives; ``tversky`` therefore carries a BCE term too. A batch without lesion images
   has a region term of 0.
+- ``batch_dice: true`` (nnU-Net's 2D default, Isensee et al. 2021) takes the Dice / Tversky sums over the
+  whole batch instead (MONAI's ``batch=True``), normal images included: one region value per batch, in
+  which a lesion weighs by its area and every pixel drawn on a normal image is a false positive.
 - :class:`SoftDiceLoss` and :class:`SoftTverskyLoss` are a dependency-free re-implementation of those
   two MONAI classes (same operations in the same order), checked against MONAI in
   ``tests/model_zoo/test_losses.py``. Importing MONAI costs ~1.7 s, which would delay every new trial
@@ -97,26 +100,31 @@ def _check_same_shape(logits: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"target of shape {tuple(target.shape)} does not match logits {tuple(logits.shape)}")
 
 
-def _probs_and_spatial_axes(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-    """``sigmoid(logits)`` and the axes to sum over per image and channel; shapes must match."""
+def _probs_and_sum_axes(
+    logits: torch.Tensor, target: torch.Tensor, batch: bool
+) -> tuple[torch.Tensor, list[int]]:
+    """``sigmoid(logits)`` and the axes to sum over: per image and channel, or per channel over the whole
+    batch when ``batch`` (MONAI's ``batch=True``); shapes must match."""
     _check_same_shape(logits, target)
-    return torch.sigmoid(logits), list(range(2, logits.dim()))
+    return torch.sigmoid(logits), ([0] if batch else []) + list(range(2, logits.dim()))
 
 
 class SoftDiceLoss(nn.Module):
-    """MONAI's ``DiceLoss(sigmoid=True, batch=False, smooth_nr, smooth_dr)`` (mean reduction) in plain torch.
+    """MONAI's ``DiceLoss(sigmoid=True, batch, smooth_nr, smooth_dr)`` (mean reduction) in plain torch.
 
     Per image and channel, with ``p = sigmoid(logits)`` and target ``g``, summed over the spatial axes:
     ``1 - (2 sum(p g) + smooth_nr) / (sum(p) + sum(g) + smooth_dr)``, then the mean over images and channels.
+    With ``batch=True`` the sums also run over the images: one Dice per channel for the whole batch.
     """
 
-    def __init__(self, smooth_nr: float = 1.0, smooth_dr: float = 1.0) -> None:
+    def __init__(self, smooth_nr: float = 1.0, smooth_dr: float = 1.0, batch: bool = False) -> None:
         super().__init__()
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
+        self.batch = bool(batch)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        p, axes = _probs_and_spatial_axes(logits, target)
+        p, axes = _probs_and_sum_axes(logits, target, self.batch)
         # MONAI's compute_tp_fp_fn (ord 1, hard labels, decoupled) and the Dice halving of fp / fn
         tp = torch.sum(p * target, dim=axes)
         fp = (torch.sum(p, dim=axes) - tp) * 0.5
@@ -127,22 +135,25 @@ class SoftDiceLoss(nn.Module):
 
 
 class SoftTverskyLoss(nn.Module):
-    """MONAI's ``TverskyLoss(sigmoid=True, batch=False, alpha, beta, smooth_nr, smooth_dr)`` in plain torch.
+    """MONAI's ``TverskyLoss(sigmoid=True, batch, alpha, beta, smooth_nr, smooth_dr)`` in plain torch.
 
     Per image and channel, with ``p = sigmoid(logits)``: ``TP = sum(p g)``, ``FP = sum(p (1 - g))``,
     ``FN = sum((1 - p) g)``, loss ``1 - (TP + smooth_nr) / (TP + alpha FP + beta FN + smooth_dr)``, then
-    the mean over images and channels.
+    the mean over images and channels (``batch=True``: sums over the whole batch, one value per channel).
     """
 
-    def __init__(self, alpha: float, beta: float, smooth_nr: float = 1.0, smooth_dr: float = 1.0) -> None:
+    def __init__(
+        self, alpha: float, beta: float, smooth_nr: float = 1.0, smooth_dr: float = 1.0, batch: bool = False
+    ) -> None:
         super().__init__()
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
+        self.batch = bool(batch)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        p, axes = _probs_and_spatial_axes(logits, target)
+        p, axes = _probs_and_sum_axes(logits, target, self.batch)
         # MONAI's compute_tp_fp_fn (ord 1, hard labels, not decoupled)
         tp = torch.sum(p * target, dim=axes)
         fp = torch.sum(p * (1 - target), dim=axes) * self.alpha
@@ -174,8 +185,17 @@ class PresenceLoss(nn.Module):
         return F.binary_cross_entropy_with_logits(presence_logits(logits, self.top_k), has_lesion)
 
 
-def _dice() -> nn.Module:
-    return LesionImagesOnly(SoftDiceLoss(smooth_nr=1.0, smooth_dr=1.0))
+def _region_term(
+    region: type[SoftDiceLoss] | type[SoftTverskyLoss], cfg: LossConfig, **kw: float
+) -> nn.Module:
+    """The region term as ``cfg.batch_dice`` asks: per lesion image, or one value over the whole batch."""
+    if cfg.batch_dice:
+        return region(smooth_nr=1.0, smooth_dr=1.0, batch=True, **kw)
+    return LesionImagesOnly(region(smooth_nr=1.0, smooth_dr=1.0, **kw))
+
+
+def _dice(cfg: LossConfig) -> nn.Module:
+    return _region_term(SoftDiceLoss, cfg)
 
 
 def _focal(cfg: LossConfig) -> nn.Module:
@@ -185,20 +205,20 @@ def _focal(cfg: LossConfig) -> nn.Module:
 @SEG_LOSSES.register("dice_bce")
 def dice_bce(cfg: LossConfig) -> nn.Module:
     """Soft Dice (per image) + binary cross-entropy."""
-    return _SumLoss(dice=_dice(), bce=SoftBCEWithLogitsLoss())
+    return _SumLoss(dice=_dice(cfg), bce=SoftBCEWithLogitsLoss())
 
 
 @SEG_LOSSES.register("dice_focal")
 def dice_focal(cfg: LossConfig) -> nn.Module:
     """Soft Dice (per image) + binary focal loss (gamma = focal_gamma)."""
-    return _SumLoss(dice=_dice(), focal=_focal(cfg))
+    return _SumLoss(dice=_dice(cfg), focal=_focal(cfg))
 
 
 @SEG_LOSSES.register("tversky")
 def tversky(cfg: LossConfig) -> nn.Module:
     """Tversky (per lesion image; alpha on false positives, beta on false negatives) + BCE."""
-    region = SoftTverskyLoss(alpha=cfg.tversky_alpha, beta=cfg.tversky_beta, smooth_nr=1.0, smooth_dr=1.0)
-    return _SumLoss(tversky=LesionImagesOnly(region), bce=SoftBCEWithLogitsLoss())
+    region = _region_term(SoftTverskyLoss, cfg, alpha=cfg.tversky_alpha, beta=cfg.tversky_beta)
+    return _SumLoss(tversky=region, bce=SoftBCEWithLogitsLoss())
 
 
 @SEG_LOSSES.register("focal")

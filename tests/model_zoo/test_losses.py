@@ -271,15 +271,15 @@ def random_case(
     return logits, masks
 
 
-def monai_dice() -> torch.nn.Module:
+def monai_dice(batch: bool = False) -> torch.nn.Module:
     monai_losses = pytest.importorskip("monai.losses")
-    return monai_losses.DiceLoss(sigmoid=True, batch=False, smooth_nr=1.0, smooth_dr=1.0)
+    return monai_losses.DiceLoss(sigmoid=True, batch=batch, smooth_nr=1.0, smooth_dr=1.0)
 
 
-def monai_tversky(alpha: float, beta: float) -> torch.nn.Module:
+def monai_tversky(alpha: float, beta: float, batch: bool = False) -> torch.nn.Module:
     monai_losses = pytest.importorskip("monai.losses")
     return monai_losses.TverskyLoss(
-        sigmoid=True, batch=False, alpha=alpha, beta=beta, smooth_nr=1.0, smooth_dr=1.0
+        sigmoid=True, batch=batch, alpha=alpha, beta=beta, smooth_nr=1.0, smooth_dr=1.0
     )
 
 
@@ -316,6 +316,39 @@ def test_soft_tversky_equals_monai_tversky(alpha: float, beta: float, seed: int)
     assert_same_value_and_grad(ours, theirs, logits, masks)
 
 
+@pytest.mark.parametrize("empty", [(), (1,), (0, 1, 2), (0, 1, 2, 3)])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_batch_region_losses_equal_monai_batch_mode(empty: tuple[int, ...], channels: int) -> None:
+    """``batch=True``: one Dice / Tversky per channel over the whole batch, empty masks included, as MONAI."""
+    logits, masks = random_case(5, c=channels, empty=empty)
+    assert_same_value_and_grad(SoftDiceLoss(1.0, 1.0, batch=True), monai_dice(batch=True), logits, masks)
+    for alpha, beta in TVERSKY_WEIGHTS[:3]:
+        ours = SoftTverskyLoss(alpha, beta, 1.0, 1.0, batch=True)
+        assert_same_value_and_grad(ours, monai_tversky(alpha, beta, batch=True), logits, masks)
+    # and it is not the per-image value (else a loss that ignored ``batch`` would pass too)
+    if len(empty) < len(masks):
+        per_image = float(SoftDiceLoss()(logits, masks))
+        assert float(SoftDiceLoss(batch=True)(logits, masks)) != pytest.approx(per_image, abs=1e-5)
+
+
+def test_batch_dice_counts_a_blob_on_a_normal_image_per_image_dice_does_not() -> None:
+    """A lesion drawn on a normal image of a mixed batch raises the batch Dice term; per-image Dice (lesion
+    images only) is blind to it, which is why it needs the pixel-wise term beside it."""
+    masks = torch.zeros(2, 1, 32, 32)
+    masks[0, :, 8:20, 8:20] = 1  # image 0 holds a lesion, image 1 is normal
+    clean = torch.where(masks > 0, 8.0, -8.0)
+    blob = clean.clone()
+    blob[1, :, 4:14, 4:14] = 8.0  # a confident 100 px lesion on the normal image
+    per_image, batch = _dice_term(batch_dice=False), _dice_term(batch_dice=True)
+    assert float(per_image(blob, masks)) == pytest.approx(float(per_image(clean, masks)), abs=1e-6)
+    assert float(batch(blob, masks)) > float(batch(clean, masks)) + 0.2
+
+
+def _dice_term(batch_dice: bool) -> torch.nn.Module:
+    """The region term ``dice_bce`` builds under ``batch_dice``."""
+    return SEG_LOSSES.get("dice_bce")(LossConfig(batch_dice=batch_dice)).terms["dice"]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_region_losses_equal_monai_on_empty_masks(seed: int) -> None:
     """Called directly (no lesion filter), an all-empty batch still gives MONAI's value and gradient."""
@@ -344,18 +377,29 @@ def test_lesion_filter_over_mixed_batches_equals_monai(empty: tuple[int, ...]) -
             assert_same_value_and_grad(LesionImagesOnly(ours), LesionImagesOnly(theirs), logits, masks)
 
 
+@pytest.mark.parametrize("batch_dice", [False, True])
 @pytest.mark.parametrize(
     "name,alpha,beta",
     [("dice_bce", 0.3, 0.7), ("dice_focal", 0.3, 0.7)] + [("tversky", a, b) for a, b in TVERSKY_WEIGHTS[:3]],
 )
-def test_built_seg_losses_equal_the_monai_composition(name: str, alpha: float, beta: float) -> None:
-    """``build_loss`` wires the same terms, smoothing and alpha/beta as the former MONAI-based version."""
+def test_built_seg_losses_equal_the_monai_composition(
+    name: str, alpha: float, beta: float, batch_dice: bool
+) -> None:
+    """``build_loss`` wires the same terms, smoothing and alpha/beta as the former MONAI-based version;
+    ``batch_dice`` is MONAI's ``batch=True`` over every image of the batch (no lesion filter)."""
     from segmentation_models_pytorch.losses import FocalLoss, SoftBCEWithLogitsLoss
 
     cfg = LossConfig(
-        seg=name, cls="ce", seg_weight=1.0, cls_weight=0.0, tversky_alpha=alpha, tversky_beta=beta
+        seg=name,
+        cls="ce",
+        seg_weight=1.0,
+        cls_weight=0.0,
+        tversky_alpha=alpha,
+        tversky_beta=beta,
+        batch_dice=batch_dice,
     )
-    region = LesionImagesOnly(monai_tversky(alpha, beta) if name == "tversky" else monai_dice())
+    monai_region = monai_tversky(alpha, beta, batch_dice) if name == "tversky" else monai_dice(batch_dice)
+    region = monai_region if batch_dice else LesionImagesOnly(monai_region)
     pixel = (
         FocalLoss(mode="binary", gamma=cfg.focal_gamma) if name == "dice_focal" else SoftBCEWithLogitsLoss()
     )
