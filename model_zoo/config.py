@@ -138,3 +138,12 @@ class LossConfig(Section):
             "description": "px; presence logit = mean of the k largest seg logits (= min_area)",
         },
     )
+
+    def validate(self) -> list[str]:
+        """``batch_dice`` changes the Dice / Tversky term, so a loss without one refuses it."""
+        if self.batch_dice and self.seg == "focal":
+            return [
+                "batch_dice: seg 'focal' has no Dice / Tversky term to sum over the batch "
+                "(dice_bce, dice_focal and tversky have one)"
+            ]
+        return []

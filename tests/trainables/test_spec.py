@@ -168,6 +168,15 @@ def test_cross_section_rules(d: dict, message: str) -> None:
     assert spec_error(d).startswith(message)
 
 
+def test_batch_dice_needs_a_region_term() -> None:
+    """``seg: focal`` has no Dice / Tversky term: ``batch_dice`` there would change nothing, so it refuses."""
+    assert "batch_dice: seg 'focal' has no Dice / Tversky term" in spec_error(
+        {"train": {"loss": {"seg": "focal", "batch_dice": True}}}
+    )
+    for seg in ("dice_bce", "dice_focal", "tversky"):
+        assert spec_from_dict({"train": {"loss": {"seg": seg, "batch_dice": True}}}).train.loss.batch_dice
+
+
 def test_select_names_are_checked_by_the_metrics_module() -> None:
     assert spec_error({"train": {"select": {"hd95": 1.0}}}).startswith(
         "train.select: 'hd95' is not a selection metric"
