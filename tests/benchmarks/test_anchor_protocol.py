@@ -14,17 +14,17 @@ from benchmarks import anchor_protocol as ap
 NAMES = ["benign", "malignant", "normal"]
 
 
-def _row(fold: int, path: str, label: int, pred: int, dice: float) -> dict:
-    return {"fold": fold, "path": path, "label": label, "pred": pred, "dice": dice}
+def _row(fold: int, path: str, label: int, pred: int, dice: float, drawn: int) -> dict:
+    return {"fold": fold, "path": path, "label": label, "pred": pred, "dice": dice, "drawn": drawn}
 
 
 ROWS = [
-    _row(0, "benign/a.png", 0, 0, 0.8),
-    _row(0, "malignant/b.png", 1, 0, 0.4),
-    _row(0, "normal/c.png", 2, 2, math.nan),
-    _row(1, "benign/d.png", 0, 0, 1.0),
-    _row(1, "normal/e.png", 2, 0, math.nan),
-    _row(1, "malignant/f.png", 1, 1, 0.0),
+    _row(0, "benign/a.png", 0, 0, 0.8, 120),
+    _row(0, "malignant/b.png", 1, 0, 0.4, 80),
+    _row(0, "normal/c.png", 2, 2, math.nan, 0),
+    _row(1, "benign/d.png", 0, 0, 1.0, 50),
+    _row(1, "normal/e.png", 2, 0, math.nan, 3),
+    _row(1, "malignant/f.png", 1, 1, 0.0, 0),
 ]
 
 
@@ -35,6 +35,10 @@ def test_subset_figures_by_hand() -> None:
     assert f["dice"] == pytest.approx(0.55) and f["dice_std"] == pytest.approx(np.std([0.6, 0.5], ddof=1))
     assert f["dice_benign"] == pytest.approx(0.9) and f["dice_malignant"] == pytest.approx(0.2)
     assert "dice_normal" not in f
+    # The anchor's code: every image, a normal one 1 when nothing is drawn (c), 0 otherwise (e, 3 px):
+    # fold 0 (0.8 + 0.4 + 1) / 3, fold 1 (1 + 0 + 0) / 3, then the mean over folds.
+    assert f["anchor_dice"] == pytest.approx(((0.8 + 0.4 + 1.0) / 3 + 1.0 / 3) / 2)
+    assert f["normal_empty"] == pytest.approx(0.5)
     assert f["acc"] == pytest.approx(4 / 6)
     # Per class F1: benign P 2/4 R 1 -> 2/3; malignant P 1 R 1/2 -> 2/3; normal P 1 R 1/2 -> 2/3.
     assert f["macro_f1"] == pytest.approx(2 / 3) and f["weighted_f1"] == pytest.approx(2 / 3)
@@ -48,6 +52,7 @@ def test_by_subset_splits_on_the_curation() -> None:
     assert figures["kept"]["n"] == 3 and figures["removed"]["n"] == 3
     assert figures["kept"]["dice"] == pytest.approx(0.4)  # fold 0: 0.8, fold 1: 0.0
     assert figures["kept"]["dice_std"] == pytest.approx(np.std([0.8, 0.0], ddof=1))
+    assert figures["kept"]["anchor_dice"] == pytest.approx(((0.8 + 1.0) / 2 + 0.0) / 2)
     table = ap.format_table(figures, NAMES)
     assert table.count("\n") == 4 and "| kept | 3 (2) |" in table
 
@@ -73,9 +78,10 @@ def test_out_of_fold_rows_of_a_tiny_run(tmp_path: Path) -> None:
     for r in rows:
         assert (r["label"] == normal) == math.isnan(r["dice"])
         assert math.isnan(r["dice"]) or 0.0 <= r["dice"] <= 1.0
+        assert r["drawn"] >= 0 and (r["dice"] == 0.0 or r["drawn"] > 0 or math.isnan(r["dice"]))
         # The classifier gate: an image called normal has no lesion, so its Dice is 0.
-        if r["pred"] == normal and r["label"] != normal:
-            assert r["dice"] == 0.0
+        if r["pred"] == normal:
+            assert r["drawn"] == 0 and (r["label"] == normal or r["dice"] == 0.0)
     # --images training: each fold's training images instead, each image in all folds but its own.
     fit, _ = ap.out_of_fold_rows(run, images="training")
     for k, fold in enumerate(splits["folds"]):
