@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="splits.json")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        help="keep this share of each fold's training images (learning curves; nested for one seed)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--classes", nargs="+", default=list(DEFAULT_CLASSES))
     p.add_argument("--missing-mask", choices=["error", "empty", "skip"], default="error")
@@ -197,6 +203,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=5, help="also compare the mean of the last N common epochs")
     p.add_argument("--figure", metavar="OUT.png", help="draw every run's CV mean per epoch")
     p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the differences as JSON")
+
+    p = _verb(
+        sub,
+        "learning-curve",
+        "analysis.commands:cmd_learning_curve",
+        "CV figures against training images: runs of one recipe at several data.train_fraction",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="train run folders validated on the same folds")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one name per run (default: folder names)")
+    p.add_argument("--metrics", nargs="+", metavar="COLUMN", help="epochs.csv columns (default: as compare)")
+    p.add_argument("--window", type=int, default=5, help="'end' reading: mean of the last N epochs")
+    p.add_argument(
+        "--at",
+        choices=["end", "selected"],
+        default="end",
+        help="fit the last epochs' mean (end) or each run's best common epoch (selected)",
+    )
+    p.add_argument(
+        "--target",
+        dest="targets",
+        action="append",
+        default=[],
+        metavar="COLUMN=VALUE",
+        help="solve the fit for the training images that reach VALUE (repeatable)",
+    )
+    p.add_argument("--figure", metavar="OUT.png", help="draw each metric against training images")
+    p.add_argument(
+        "--json", dest="json_out", metavar="OUT.json", help="also write the points and fits as JSON"
+    )
 
     p = _verb(
         sub,

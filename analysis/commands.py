@@ -118,14 +118,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare_runs import compare_runs
 
     report, data = compare_runs(args.runs, args.labels, args.metrics, args.window, args.figure)
+    return _print_report(report, data, args.json_out)
+
+
+def _print_report(report: str, data: dict[str, Any], json_out: str | None) -> int:
+    """Print a Markdown report, write its data to ``json_out`` (strict JSON) and name the figure drawn."""
     print(report)
-    if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        print(f"\ndata:   {args.json_out}")
-    if args.figure:
+    if json_out:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_out).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        print(f"\ndata:   {json_out}")
+    if data.get("figure"):
         print(f"figure: {data['figure']}")
     return OK
+
+
+def cmd_learning_curve(args: argparse.Namespace) -> int:
+    """``launch.py learning-curve RUN RUN [...] [--at end|selected] [--target COL=V] [--figure F]``."""
+    from analysis.learning_curve import learning_curve, parse_targets
+
+    report, data = learning_curve(
+        args.runs, args.labels, args.metrics, args.window, args.at, parse_targets(args.targets), args.figure
+    )
+    return _print_report(report, data, args.json_out)
 
 
 def cmd_refit(args: argparse.Namespace) -> int:

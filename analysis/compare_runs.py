@@ -29,6 +29,7 @@ import numpy as np
 
 from analysis.report import read_json
 from model_zoo.errors import UserError
+from model_zoo.files import json_safe
 from trainables.run_curves import fold_mean_std, read_fold_curves
 
 DEFAULT_METRICS: tuple[str, ...] = (
@@ -99,24 +100,48 @@ def load_run(run_dir: str | Path, label: str | None = None) -> RunCurves:
     return RunCurves(label or path.name, path, epochs, columns, read_json(path / "summary.json"), splits)
 
 
-def check_paired(runs: Sequence[RunCurves]) -> None:
+def check_paired(runs: Sequence[RunCurves], same_training: bool = True) -> None:
     """Refuse runs that did not train and validate on the same images: their differences mix the
-    change with the folds. Runs without ``splits.json`` cannot be checked and are refused too."""
+    change with the folds. Runs without ``splits.json`` cannot be checked and are refused too.
+
+    ``same_training=False`` (learning curves) checks the validation folds and the test part only: the runs
+    differ by their training lists on purpose, but every point must be scored on the same images."""
     reference = runs[0]
     for run in runs:
-        if run.splits is None:
+        if run.splits is None or not isinstance(run.splits.get("folds"), list) or not run.splits["folds"]:
             raise UserError(
                 f"{run.path}: no readable splits.json, so the folds cannot be checked; not compared"
             )
+
+    def scored(run: RunCurves) -> tuple[list, list]:
+        folds = run.splits["folds"]
+        parts = folds if same_training else [sorted(f.get("val", [])) for f in folds]
+        return parts, sorted(run.splits.get("test", []))
+
     for run in runs[1:]:
-        same = run.splits.get("folds") == reference.splits.get("folds")
-        same_test = sorted(run.splits.get("test", [])) == sorted(reference.splits.get("test", []))
-        if not (same and same_test):
+        if scored(run) == scored(reference):
+            continue
+        if same_training:
             raise UserError(
                 f"{run.path} and {reference.path} were split differently (splits.json folds or test "
                 "images differ): a paired comparison needs the same folds; train both with the same "
                 "data.seed and data.folds, or the same data.splits file"
             )
+        raise UserError(
+            f"{run.path} and {reference.path} were validated on different images (splits.json val "
+            "folds or test part differ): a learning curve needs the same folds; train every point with "
+            "the same data.seed and data.folds (or data.splits), changing only data.train_fraction"
+        )
+
+
+def check_metrics(runs: Sequence[RunCurves], metrics: Sequence[str]) -> None:
+    """Refuse a metric no run recorded (a typo), naming the closest column and all of them."""
+    recorded = sorted(set().union(*(run.columns for run in runs)) - {"best_epoch", "stopped"})
+    for metric in metrics:
+        if metric not in recorded:
+            close = difflib.get_close_matches(metric, recorded, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(f"no run recorded {metric!r}; {hint}epochs.csv columns: {', '.join(recorded)}")
 
 
 def paired_delta(reference: RunCurves, other: RunCurves, metric: str, window: int = 5) -> MetricDelta | None:
@@ -248,12 +273,7 @@ def compare_runs(
         raise UserError(f"{len(labels)} labels for {len(run_dirs)} runs: give one label per run")
     runs = [load_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
     check_paired(runs)
-    recorded = sorted(set().union(*(run.columns for run in runs)) - {"best_epoch", "stopped"})
-    for metric in metrics or ():
-        if metric not in recorded:
-            close = difflib.get_close_matches(metric, recorded, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise UserError(f"no run recorded {metric!r}; {hint}epochs.csv columns: {', '.join(recorded)}")
+    check_metrics(runs, metrics or ())
     metrics = metrics or DEFAULT_METRICS
     reference, others = runs[0], runs[1:]
     sections, data = [], {"reference": str(reference.path), "runs": []}
@@ -267,4 +287,4 @@ def compare_runs(
         )
     if figure is not None:
         data["figure"] = str(plot_comparison(runs, figure, metrics))
-    return "\n\n".join(sections), data
+    return "\n\n".join(sections), json_safe(data)

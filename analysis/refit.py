@@ -239,7 +239,7 @@ def held_out_set(dataset: Any, split: Any) -> HeldOutSet:
 
 
 def refit_spec(spec: Spec, epochs: int, full_schedule: bool = False) -> Spec:
-    """``spec`` with ``train.epochs`` = ``epochs`` and per-fold early stopping off.
+    """``spec`` with ``train.epochs`` = ``epochs``, per-fold early stopping off and ``data.train_fraction`` 1.
 
     The LR schedule keeps the CV's span (``schedule_epochs`` = the spec's, i.e. the CV's ``train.epochs``),
     so that the refit's epoch N is trained with the learning rates the CV's fold models had at their epoch
@@ -252,7 +252,8 @@ def refit_spec(spec: Spec, epochs: int, full_schedule: bool = False) -> Spec:
     cv_span = spec.train.schedule_span
     span = None if full_schedule or n >= cv_span else cv_span
     train = dataclasses.replace(spec.train, epochs=n, schedule_epochs=span, patience=None)
-    return dataclasses.replace(spec, train=train)
+    data = dataclasses.replace(spec.data, train_fraction=1.0)  # a refit trains on every development image
+    return dataclasses.replace(spec, train=train, data=data)
 
 
 def train_on_dev(
@@ -417,7 +418,7 @@ def run_refit(
 
     out = Path(out_dir)
     _check_out(out)
-    dataset, split, _ = load_data(chosen)
+    dataset, split, splits = load_data(chosen)
     test = held_out_set(dataset, split)
     digest = heldout_digest(dataset.fingerprint, test.paths)
     out.mkdir(parents=True, exist_ok=True)
@@ -438,6 +439,15 @@ def run_refit(
     else:
         n, rule = parse_epochs(epochs, chosen)
         spec = refit_spec(chosen.spec, n, full_schedule)
+        fraction = float(splits.get("train_fraction", 1.0))
+        if fraction < 1.0:
+            print(
+                f"warning: the CV trained on {fraction:g} of each fold's training images "
+                f"(data.train_fraction) for {chosen.spec.train.epochs} epochs; the refit trains on all "
+                f"{len(split.dev)} development images for {n} ({rule}), so its optimizer steps and data "
+                "differ from what the CV scored",
+                file=sys.stderr,
+            )
         model, history, loop = train_on_dev(spec, dataset, split, device, progress)
         model.eval()
         models = [model]

@@ -205,3 +205,28 @@ def test_refit_from_a_train_run_uses_its_files(tmp_path: Path, capsys: pytest.Ca
     assert {r["path"] for r in report["per_image"]} == set(chosen.splits["test"])
     assert "dice_benign" in report["metrics"] and "dice_malignant" in report["metrics"]
     assert (run / "test_evaluations.jsonl").is_file()
+
+
+def test_a_learning_curve_run_trains_on_its_fraction_and_its_refit_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``data.train_fraction``: the run's splits.json holds the thinned training lists the loop trained on;
+    a refit trains on every development image and warns that the CV did not."""
+    from tests.trainables.test_loop import tiny_spec_dict
+    from trainables.spec import spec_from_dict
+    from trainables.train import run_train
+
+    d = tiny_spec_dict(epochs=1)
+    d["data"]["train_fraction"] = 0.5
+    run = tmp_path / "run"
+    run_train(spec_from_dict(d), run, device="cpu", progress=False)
+    splits = json.loads((run / "splits.json").read_text(encoding="utf-8"))
+    assert splits["train_fraction"] == 0.5
+    dev = {p for fold in splits["folds"] for p in fold["val"]}  # every dev image is in one val fold
+    for fold in splits["folds"]:
+        assert 0 < len(fold["train"]) < len(dev - set(fold["val"]))
+    capsys.readouterr()
+    assert launch.main(["refit", str(run), "--epochs", "1", "--device", "cpu"]) == 0
+    assert "CV trained on 0.5 of each fold's training images" in capsys.readouterr().err
+    assert _report(run / "refit")["dev_images"] == len(dev)
+    assert load_spec(run / "refit" / "spec.yaml").data.train_fraction == 1.0  # what the refit trained on

@@ -61,6 +61,7 @@ def test_issue_error_forms() -> None:
     [
         ({"data": {"folds": 1}}, "data.folds: expected an integer in [2, 20], got 1"),
         ({"data": {"test_fraction": 1}}, "data.test_fraction: expected a number in (0.0, 1.0), got 1"),
+        ({"data": {"train_fraction": 0}}, "data.train_fraction: expected a number in (0.0, 1.0], got 0"),
         ({"data": {"resize": "crop"}}, "data.resize: expected one of stretch, letterbox, got 'crop'"),
         ({"train": {"epochs": "many"}}, "train.epochs: expected a positive integer, got 'many'"),
         (

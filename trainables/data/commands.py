@@ -11,7 +11,7 @@ import numpy as np
 
 from trainables.data.audit import format_audit, run_audit
 from trainables.data.scan import data_fingerprint, printable
-from trainables.data.splits import SplitSource, make_splits, save_splits
+from trainables.data.splits import SplitSource, make_splits, save_splits, subsample_training
 
 
 def _fail(verb: str, message: str) -> int:
@@ -36,6 +36,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 def cmd_splits(args: argparse.Namespace) -> int:
     """Write a hold-out test part + stratified group K folds of ``args.data_dir`` to ``args.out``."""
+    if not 0.0 < args.train_fraction <= 1.0:
+        return _fail("splits", f"--train-fraction {args.train_fraction}: expected a number in (0, 1]")
     audit = run_audit(args.data_dir, args.classes, args.missing_mask, progress=sys.stderr.isatty())
     if audit.problems:
         return _fail(
@@ -56,7 +58,9 @@ def cmd_splits(args: argparse.Namespace) -> int:
         fingerprint=data_fingerprint(scan),
         class_names=scan.classes,
     )
-    splits = make_splits(source, args.folds, args.test_fraction, args.seed)
+    splits = subsample_training(
+        make_splits(source, args.folds, args.test_fraction, args.seed), source, args.train_fraction, args.seed
+    )
     path = save_splits(splits, args.out)
     class_of = {r.path: r.class_name for r in scan.records}
 

@@ -73,6 +73,15 @@ class DataConfig(Section):
     splits: str | None = field(
         default=None, metadata={"description": "a user-written splits.json to use as given"}
     )
+    train_fraction: float = field(
+        default=1.0,
+        metadata={
+            "gt": 0.0,
+            "le": 1.0,
+            "description": "share of each fold's training images used (learning curves; nested per seed); "
+            "validation and test parts unchanged",
+        },
+    )
     conflicting_labels: Literal["drop", "keep"] = field(
         default="drop",
         metadata={"description": "images in a duplicate group spanning classes: drop (listed) or keep"},

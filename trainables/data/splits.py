@@ -7,8 +7,9 @@ per-class counts and its targets (test: ``test_fraction`` of each class; fold: `
 class counts). With single-image groups this puts every part within one image of its ideal per class.
 
 ``splits.json``: ``{"test": [...], "folds": [{"train": [...], "val": [...]}, ...], "seed": ...,
-"fingerprint": ...}`` with relative paths, sorted. A user-written file is used as given once
-:func:`validate_splits` accepts it.
+"fingerprint": ...}`` with relative paths, sorted (plus ``train_fraction`` and its seed when the folds'
+training lists were thinned for a learning curve, :func:`subsample_training`). A user-written file is used
+as given once :func:`validate_splits` accepts it.
 """
 
 from __future__ import annotations
@@ -135,6 +136,55 @@ def make_splits(data: SplitData, folds: int = 3, test_fraction: float = 0.2, see
     return {"test": paths_of(test_groups), "folds": fold_list, "seed": seed, "fingerprint": data.fingerprint}
 
 
+def subsample_training(splits: dict, data: SplitData, fraction: float, seed: int = 42) -> dict:
+    """``splits`` with each fold's training list thinned to ``fraction`` of its images, for learning curves.
+
+    Validation and test lists are unchanged, so every point of a curve is scored on the same images.
+    Duplicate groups stay whole; within each class (a group's majority label) the groups are taken in one
+    seeded random order until the class reaches ``fraction`` of its training images (the group that lands
+    nearest the target is the last), and at least one group of every class the fold trains on is kept.
+    The order does not depend on ``fraction``, so for one seed a smaller fraction's training images are a
+    subset of a larger one's (nested curves: a point differs from the next only by the added images).
+    """
+    fraction = float(fraction)
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"train_fraction: expected a number in (0, 1], got {fraction!r}")
+    if fraction == 1.0:
+        return splits
+    if "train_fraction" in splits:
+        raise DataError(
+            f"train_fraction {fraction}: these splits were already thinned to {splits['train_fraction']} "
+            "(their splits.json says so); give the full splits file, or train_fraction 1"
+        )
+    members, counts = _group_table(data)
+    group_of_row = np.empty(len(data.paths), dtype=np.int64)
+    for g, idx in enumerate(members):
+        group_of_row[idx] = g
+    row = {p: i for i, p in enumerate(data.paths)}
+    order = np.random.default_rng([int(seed), 0x5B5A]).permutation(len(members))
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    folds = []
+    for k, fold in enumerate(splits["folds"]):
+        groups = np.unique(group_of_row[[row[p] for p in fold["train"]]])
+        groups = groups[np.argsort(rank[groups], kind="stable")]
+        majority = counts[groups].argmax(axis=1)
+        keep: list[int] = []
+        for c in np.unique(majority):
+            in_class = groups[majority == c]
+            sizes = counts[in_class].sum(axis=1)
+            target = fraction * sizes.sum()
+            taken = np.concatenate([[0], np.cumsum(sizes)])
+            n = max(1, int(np.argmin(np.abs(taken - target))))  # prefix length closest to the target
+            keep.extend(int(g) for g in in_class[:n])
+        kept = {data.paths[i] for g in keep for i in members[g]}
+        train = sorted(p for p in fold["train"] if p in kept)
+        if not train:
+            raise DataError(f"train_fraction {fraction}: folds[{k}] keeps no training image")
+        folds.append({**fold, "train": train})
+    return {**splits, "folds": folds, "train_fraction": fraction, "train_fraction_seed": int(seed)}
+
+
 def _as_list(value: object, where: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
         raise DataError(f"splits: {where} must be a list of relative image paths")
@@ -255,12 +305,14 @@ def load_splits(path: str | Path) -> dict:
 
 
 def resolve_splits(cfg: DataConfig, data: SplitData) -> dict:
-    """The splits a run uses: ``cfg.splits`` as given after validation, else :func:`make_splits`."""
+    """The splits a run uses: ``cfg.splits`` as given after validation, else :func:`make_splits`; then
+    each fold's training list thinned to ``cfg.train_fraction`` (:func:`subsample_training`) when below 1."""
     if cfg.splits:
         splits = load_splits(cfg.splits)
         try:
             validate_splits(splits, data)
         except DataError as exc:
             raise DataError(f"{cfg.splits}: {exc}") from exc
-        return splits
-    return make_splits(data, cfg.folds, cfg.test_fraction, cfg.seed)
+    else:
+        splits = make_splits(data, cfg.folds, cfg.test_fraction, cfg.seed)
+    return subsample_training(splits, data, cfg.train_fraction, cfg.seed)

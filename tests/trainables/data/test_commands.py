@@ -56,6 +56,14 @@ def test_splits_file_matches_the_cached_dataset(tmp_path: Path, monkeypatch: pyt
     validate_splits(splits, dataset)  # same groups: the copy sits with its source
     parts = [splits["test"]] + [f["val"] for f in splits["folds"]]
     assert [("benign/copy.png" in p) for p in parts] == [("benign/benign (1).png" in p) for p in parts]
+    half = tmp_path / "half.json"
+    args = ["splits", str(root), "--out", str(half), "--folds", "2", "--seed", "3", "--train-fraction", "0.5"]
+    assert launch.main(args) == 0
+    thinned = json.loads(half.read_text(encoding="utf-8"))
+    assert thinned["train_fraction"] == 0.5 and thinned["test"] == splits["test"]
+    for fold, whole in zip(thinned["folds"], splits["folds"]):
+        assert fold["val"] == whole["val"] and set(fold["train"]) < set(whole["train"])
+    validate_splits(thinned, dataset)
 
 
 def test_splits_leave_out_conflicting_labels_like_the_dataset(
@@ -81,6 +89,9 @@ def test_splits_leave_out_conflicting_labels_like_the_dataset(
 
 
 def test_splits_refuses_unusable_data(busi_dir: Path, tmp_path: Path, capsys) -> None:
+    args = ["splits", str(busi_dir), "--out", str(tmp_path / "s.json"), "--train-fraction", "1.5"]
+    assert launch.main(args) == 2
+    assert "--train-fraction 1.5: expected a number in (0, 1]" in capsys.readouterr().err
     (busi_dir / "benign" / "benign (1).png").write_bytes(b"")
     assert launch.main(["splits", str(busi_dir), "--out", str(tmp_path / "s.json")]) == 2
     assert "0 bytes" in capsys.readouterr().err and not (tmp_path / "s.json").exists()

@@ -17,6 +17,7 @@ from trainables.data.splits import (
     resolve_splits,
     save_splits,
     split_indices,
+    subsample_training,
     validate_splits,
 )
 
@@ -206,3 +207,61 @@ def test_the_test_part_gets_its_share_of_multi_image_groups(seed: int) -> None:
     assert abs(test_share - share) <= 0.1, (test_share, share)
     for fold in splits["folds"]:
         assert abs(len(grouped & set(fold["val"])) / len(fold["val"]) - share) <= 0.1
+
+
+def _class_counts(paths: list[str]) -> list[int]:
+    return [sum(p.startswith(f"c{c}/") for p in paths) for c in range(3)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_subsample_training_is_stratified_nested_and_keeps_groups(seed: int) -> None:
+    """Learning curves: each fold's training list shrinks per class to the fraction, groups whole, the
+    smaller fraction's images inside the larger one's, validation and test untouched."""
+    rng = np.random.default_rng(seed)
+    data = _source((60, 180, 90), rng.choice([2, 2, 3, 4], size=25).tolist(), seed=seed)
+    full = make_splits(data, folds=3, seed=seed)
+    group_of = dict(zip(data.paths, data.groups.tolist()))
+    previous = None
+    for fraction in (0.25, 0.5, 0.75):
+        sub = subsample_training(full, data, fraction, seed)
+        validate_splits(sub, data)  # a valid splits.json: every image still in test or one val fold
+        assert sub["train_fraction"] == fraction and sub["train_fraction_seed"] == seed
+        assert sub["test"] == full["test"]
+        for k, (fold, whole) in enumerate(zip(sub["folds"], full["folds"])):
+            assert fold["val"] == whole["val"] and set(fold["train"]) < set(whole["train"])
+            kept_groups = {group_of[p] for p in fold["train"]}
+            assert {p for p in whole["train"] if group_of[p] in kept_groups} == set(fold["train"])
+            # per class within the largest group of the target (groups have at most 4 images)
+            for got, total in zip(_class_counts(fold["train"]), _class_counts(whole["train"])):
+                assert abs(got - fraction * total) <= 4
+            if previous is not None:
+                assert set(previous["folds"][k]["train"]) <= set(fold["train"])
+        previous = sub
+    assert subsample_training(full, data, 1.0, seed) is full
+    other = subsample_training(full, data, 0.5, seed + 10)
+    assert other["folds"][0]["train"] != subsample_training(full, data, 0.5, seed)["folds"][0]["train"]
+
+
+def test_subsample_training_keeps_every_class_and_refuses_bad_fractions() -> None:
+    data = _source((6, 30, 12))
+    full = make_splits(data, folds=2, seed=0)
+    tiny = subsample_training(full, data, 0.01, 0)
+    for fold, whole in zip(tiny["folds"], full["folds"]):
+        assert _class_counts(fold["train"]) == [1, 1, 1] and len(whole["train"]) > 3
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(DataError, match="train_fraction"):
+            subsample_training(full, data, bad, 0)
+    with pytest.raises(DataError, match=r"already thinned to 0\.01"):
+        subsample_training(tiny, data, 0.5, 0)
+
+
+def test_resolve_splits_thins_the_training_lists(tmp_path: Path) -> None:
+    data = _source((10, 20, 15))
+    made = make_splits(data, folds=2, seed=9)
+    thinned = resolve_splits(DataConfig(folds=2, seed=9, train_fraction=0.5), data)
+    assert thinned == subsample_training(made, data, 0.5, 9)
+    for fold, whole in zip(thinned["folds"], made["folds"]):  # singletons: half of each class, rounded
+        for got, total in zip(_class_counts(fold["train"]), _class_counts(whole["train"])):
+            assert abs(got - total / 2) <= 0.5
+    path = save_splits(made, tmp_path / "splits.json")  # a user's file is thinned the same way
+    assert resolve_splits(DataConfig(splits=str(path), seed=9, train_fraction=0.5), data) == thinned

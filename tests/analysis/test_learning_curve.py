@@ -1,0 +1,137 @@
+"""``launch.py learning-curve``: CV figures against training images, runs on the same validation folds."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import launch
+from analysis.compare_runs import load_run
+from analysis.learning_curve import (
+    check_same_validation,
+    curve_point,
+    fit_log2,
+    learning_curve,
+    parse_targets,
+)
+from model_zoo.errors import UserError
+
+VAL = [["v0a", "v0b"], ["v1a", "v1b"]]
+TEST = ["t1", "t2"]
+
+
+def _run(path: Path, n_train: int, dice, epochs: int = 8, best: int | None = None, val=VAL, cv=None) -> Path:
+    """A run whose folds train on ``n_train`` images each; fold ``k`` at epoch ``e`` has ``dice(e, k)``
+    (None: no value); ``cv``: the summary's figures at the best epoch."""
+    path.mkdir(parents=True)
+    with (path / "epochs.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["epoch", "fold", "val/dice", "val/acc"])
+        writer.writeheader()
+        for epoch in range(1, epochs + 1):
+            for fold in range(2):
+                d = dice(epoch, fold)
+                writer.writerow(
+                    {"epoch": epoch, "fold": fold, "val/dice": "" if d is None else d, "val/acc": 0.7}
+                )
+    folds = [{"train": [f"tr{k}_{i}" for i in range(n_train)], "val": v} for k, v in enumerate(val)]
+    splits = {"test": TEST, "folds": folds, "train_fraction": n_train / 64}
+    (path / "splits.json").write_text(json.dumps(splits), encoding="utf-8")
+    summary = {"best_epoch": best or epochs, **({"cv": cv} if cv else {})}
+    (path / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    return path
+
+
+def _law(n: int):
+    """Dice 0.40 + 0.05 log2(n / 16) from epoch 4 on (0.02 lower before), folds +-0.01 around it."""
+    level = 0.40 + 0.05 * math.log2(n / 16)
+    return lambda e, k: level - 0.02 * (e < 4) + (0.01 if k else -0.01)
+
+
+def test_points_read_both_ways_and_the_fit_recovers_the_law(tmp_path: Path) -> None:
+    runs = [load_run(_run(tmp_path / f"n{n}", n, _law(n), best=3)) for n in (16, 32, 64)]
+    check_same_validation(runs)
+    points = [curve_point(r, ["val/dice", "val/acc", "val/auc"], window=4) for r in runs]
+    p = points[2]
+    assert p.train_images == 64 and p.fraction == 1.0 and p.epochs == 8 and p.selected_epoch == 3
+    assert p.end["val/dice"] == pytest.approx((0.50, math.sqrt(2) * 0.01))  # last 4 epochs, both folds
+    assert p.selected["val/dice"][0] == pytest.approx(0.48)  # epoch 3 sits 0.02 lower
+    assert "val/auc" not in p.end  # not recorded: no invented number
+    fit = fit_log2(points, "val/dice", "end", target=0.60)
+    assert fit is not None and fit.points == 3
+    assert fit.slope == pytest.approx(0.05) and fit.predict(16) == pytest.approx(0.40)
+    assert fit.images_for_target == pytest.approx(256.0)  # two doublings beyond 64
+    flat = fit_log2(points, "val/acc", "end", target=0.9)
+    assert flat is not None and flat.slope == pytest.approx(0.0, abs=1e-12)
+    assert flat.images_for_target is None  # flat: never crosses
+    assert fit_log2(points[:1], "val/dice") is None  # one size: no curve
+
+
+def test_report_figure_json_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = [str(_run(tmp_path / f"n{n}", n, _law(n))) for n in (16, 32, 64)]
+    targets = {"val/dice": 0.6, "val/acc": 0.8}
+    report, data = learning_curve(
+        dirs, ["quarter", "half", "all"], targets=targets, figure=tmp_path / "lc.png"
+    )
+    assert "| quarter | 0.25 | 16.0 | 8 | 4-8 | 8 |" in report
+    assert "lesion Dice: b = +0.050 per doubling (3 runs); crosses 0.6 at about 256" in report
+    assert "2.0 doublings beyond 64" in report
+    assert "accuracy: b = +0.000 per doubling (3 runs); crosses 0.8 at the fit never crosses it" in report
+    assert (tmp_path / "lc.png").stat().st_size > 10_000 and data["at"] == "end"
+    json.dumps(data, allow_nan=False)  # strict JSON: the never-crossed target is null, not Infinity
+    assert [f["images_for_target"] for f in data["fits"]] == [pytest.approx(256.0), None]
+    below, _ = learning_curve(dirs, targets={"val/dice": 0.35})
+    assert "crosses 0.35 at about 8 training images per fold (below the smallest run, 16" in below
+    out = tmp_path / "lc.json"
+    args = ["learning-curve", *dirs, "--target", "val/dice=0.6", "--at", "selected", "--json", str(out)]
+    assert launch.main(args) == 0
+    assert "Fit of the `selected` values" in capsys.readouterr().out
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert [p["train_images"] for p in saved["points"]] == [16, 32, 64]
+    assert saved["fits"][0]["metric"] == "val/dice"
+
+
+def test_missing_values_are_skipped_not_invented(tmp_path: Path) -> None:
+    """A fold without a value is left out of its epoch's mean (as the run's summary does); a run without a
+    selected epoch has no 'selected' point, and a metric with one size left says so instead of a fit."""
+    law = _law(64)
+    gap = _run(tmp_path / "gap", 64, lambda e, k: None if (e == 8 and k == 1) else law(e, k), best=3)
+    point = curve_point(load_run(gap), ["val/dice"], window=4)
+    assert point.end_epochs == (5, 8)
+    assert point.end["val/dice"][0] == pytest.approx(0.50)  # fold 1's mean over epochs 5-7 only
+    assert point.selected["val/dice"][0] == pytest.approx(0.48)
+    saved = _run(tmp_path / "saved", 32, _law(32), cv={"dice": {"mean": 0.61, "std": 0.02}})
+    assert curve_point(load_run(saved), ["val/dice"]).selected["val/dice"] == (0.61, 0.02)  # the summary's
+    (tmp_path / "gap" / "summary.json").unlink()
+    report, data = learning_curve([str(gap), str(saved)], at="selected", metrics=["val/dice"])
+    assert "lesion Dice: no fit (fewer than two training-set sizes have a value)" in report
+    assert data["fits"] == []
+
+
+def test_refuses_what_is_not_a_learning_curve(tmp_path: Path) -> None:
+    a = str(_run(tmp_path / "a", 16, _law(16)))
+    b = str(_run(tmp_path / "b", 32, _law(32)))
+    other_val = str(_run(tmp_path / "c", 32, _law(32), val=[["v0a"], ["v1a", "v1b", "v0b"]]))
+    same_size = str(_run(tmp_path / "d", 16, _law(16)))
+    with pytest.raises(UserError, match="validated on different images"):
+        learning_curve([a, other_val])
+    with pytest.raises(UserError, match="same number of images"):
+        learning_curve([a, same_size])
+    with pytest.raises(UserError, match="at least two runs"):
+        learning_curve([a])
+    with pytest.raises(UserError, match="no run recorded 'val/dicee'; did you mean 'val/dice'"):
+        learning_curve([a, b], metrics=["val/dicee"])
+    with pytest.raises(UserError, match="one label per run"):
+        learning_curve([a, b], labels=["x"])
+    (tmp_path / "b" / "splits.json").unlink()
+    with pytest.raises(UserError, match=r"no readable splits\.json"):
+        learning_curve([a, b])
+    assert parse_targets(["val/dice=0.76", " val/acc = 0.81"]) == {"val/dice": 0.76, "val/acc": 0.81}
+    for bad in ("val/dice", "=0.7", "val/dice=high"):
+        with pytest.raises(UserError, match="COLUMN=VALUE"):
+            parse_targets([bad])
+    assert np.isfinite(curve_point(load_run(a), ["val/dice"]).end["val/dice"][0])
