@@ -17,6 +17,22 @@ from model_zoo.errors import ProjectError
 from trainables.data.config import DEFAULT_CLASSES
 
 
+def _run_report_arguments(p: argparse.ArgumentParser, runs: str, window: str, figure: str) -> None:
+    """The arguments ``compare`` and ``learning-curve`` share (run folders, labels, metrics, outputs)."""
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help=runs)
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one name per run (default: folder names)")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="COLUMN",
+        help="epochs.csv columns (default: Dice, accuracy, "
+        "macro-F1, AUC, normal specificity, selection score)",
+    )
+    p.add_argument("--window", type=int, default=5, help=window)
+    p.add_argument("--figure", metavar="OUT.png", help=figure)
+    p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the report's data as JSON")
+
+
 def _verb(sub: argparse._SubParsersAction, name: str, target: str, help: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=help)
     parser.set_defaults(_target=target)
@@ -191,18 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis.commands:cmd_compare",
         "paired comparison of train runs on the same folds: per-fold differences and curves",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="train run folders; the first is the reference")
-    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one name per run (default: folder names)")
-    p.add_argument(
-        "--metrics",
-        nargs="+",
-        metavar="COLUMN",
-        help="epochs.csv columns (default: Dice, accuracy, "
-        "macro-F1, AUC, normal specificity, selection score)",
+    _run_report_arguments(
+        p,
+        runs="train run folders; the first is the reference",
+        window="also compare the mean of the last N common epochs",
+        figure="draw every run's CV mean per epoch",
     )
-    p.add_argument("--window", type=int, default=5, help="also compare the mean of the last N common epochs")
-    p.add_argument("--figure", metavar="OUT.png", help="draw every run's CV mean per epoch")
-    p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the differences as JSON")
 
     p = _verb(
         sub,
@@ -210,10 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis.commands:cmd_learning_curve",
         "CV figures against training images: runs of one recipe at several data.train_fraction",
     )
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="train run folders validated on the same folds")
-    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one name per run (default: folder names)")
-    p.add_argument("--metrics", nargs="+", metavar="COLUMN", help="epochs.csv columns (default: as compare)")
-    p.add_argument("--window", type=int, default=5, help="'end' reading: mean of the last N epochs")
+    _run_report_arguments(
+        p,
+        runs="train run folders validated on the same folds",
+        window="'end' reading: mean of the last N epochs",
+        figure="draw each metric against training images",
+    )
     p.add_argument(
         "--at",
         choices=["end", "selected"],
@@ -226,11 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="COLUMN=VALUE",
-        help="solve the fit for the training images that reach VALUE (repeatable)",
-    )
-    p.add_argument("--figure", metavar="OUT.png", help="draw each metric against training images")
-    p.add_argument(
-        "--json", dest="json_out", metavar="OUT.json", help="also write the points and fits as JSON"
+        help="report the training images at which the fit crosses VALUE (repeatable)",
     )
 
     p = _verb(

@@ -100,6 +100,13 @@ def load_run(run_dir: str | Path, label: str | None = None) -> RunCurves:
     return RunCurves(label or path.name, path, epochs, columns, read_json(path / "summary.json"), splits)
 
 
+def load_runs(run_dirs: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[RunCurves]:
+    """:func:`load_run` for each folder; ``labels``: one per run, or None for the folder names."""
+    if labels is not None and len(labels) != len(run_dirs):
+        raise UserError(f"{len(labels)} labels for {len(run_dirs)} runs: give one label per run")
+    return [load_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
+
+
 def check_paired(runs: Sequence[RunCurves], same_training: bool = True) -> None:
     """Refuse runs that did not train and validate on the same images: their differences mix the
     change with the folds. Runs without ``splits.json`` cannot be checked and are refused too.
@@ -215,10 +222,9 @@ def format_table(reference: RunCurves, other: RunCurves, deltas: Sequence[Metric
 def plot_comparison(runs: Sequence[RunCurves], path: str | Path, metrics: Sequence[str]) -> Path:
     """Each run's CV mean per epoch, one panel per metric (and per training loss present); the
     reference (first run) with a +- one standard deviation band over folds."""
-    import matplotlib
+    from analysis.plots import pyplot, save_figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     panels = [m for m in (*metrics, *TRAIN_PANELS) if any(m in run.columns for run in runs)]
     if not panels:
@@ -248,11 +254,7 @@ def plot_comparison(runs: Sequence[RunCurves], path: str | Path, metrics: Sequen
     n_folds = runs[0].columns[panels[0]].shape[1] if panels[0] in runs[0].columns else 0
     fig.suptitle(f"CV mean per epoch over the same {n_folds} folds (band: {runs[0].label} ± 1 std)")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def compare_runs(
@@ -269,9 +271,7 @@ def compare_runs(
     default :data:`DEFAULT_METRICS`, those the runs recorded."""
     if len(run_dirs) < 2:
         raise UserError("compare needs a reference run and at least one other run")
-    if labels is not None and len(labels) != len(run_dirs):
-        raise UserError(f"{len(labels)} labels for {len(run_dirs)} runs: give one label per run")
-    runs = [load_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
+    runs = load_runs(run_dirs, labels)
     check_paired(runs)
     check_metrics(runs, metrics or ())
     metrics = metrics or DEFAULT_METRICS

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from analysis.compare_runs import DEFAULT_METRICS, LABELS, RunCurves, check_metrics, check_paired, load_run
+from analysis.compare_runs import DEFAULT_METRICS, LABELS, RunCurves, check_metrics, check_paired, load_runs
 from model_zoo.errors import UserError
 from model_zoo.files import json_safe
 from trainables.metrics import mean_std
@@ -195,10 +195,9 @@ def plot_learning_curve(
 ) -> Path:
     """One panel per metric: each run's value (error bar: ± one std over folds) against its training
     images on a log2 axis, the fit (dashed where it extrapolates) and the target line."""
-    import matplotlib
+    from analysis.plots import pyplot, save_figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
@@ -230,11 +229,7 @@ def plot_learning_curve(
     reading = "mean of the last epochs" if at == "end" else "best common epoch"
     fig.suptitle(f"CV mean ({reading}) against training images, same validation folds (bars: ± 1 std)")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
 
 
 def parse_targets(items: Sequence[str]) -> dict[str, float]:
@@ -263,11 +258,9 @@ def learning_curve(
     """Read the runs, fit every metric, return the Markdown report and its data; draw ``figure``."""
     if len(run_dirs) < 2:
         raise UserError("a learning curve needs at least two runs (two training-set sizes)")
-    if labels is not None and len(labels) != len(run_dirs):
-        raise UserError(f"{len(labels)} labels for {len(run_dirs)} runs: give one label per run")
     if at not in ("end", "selected"):
         raise UserError(f"at: expected 'end' or 'selected', got {at!r}")
-    runs = [load_run(d, labels[i] if labels else None) for i, d in enumerate(run_dirs)]
+    runs = load_runs(run_dirs, labels)
     check_same_validation(runs)
     targets = dict(targets or {})
     check_metrics(runs, [*(metrics or ()), *targets])

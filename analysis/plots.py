@@ -62,7 +62,8 @@ class PlotSkipped(RuntimeError):
     """A figure that cannot be drawn from these results; the message says why."""
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (files only, no display), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -71,10 +72,12 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (folders made) at the analysis figures' DPI and close it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return path
 
 
@@ -97,7 +100,7 @@ def learning_curves_figure(results: ExperimentResults, board: pd.DataFrame) -> A
     """The figure of :func:`plot_learning_curves` (a matplotlib ``Figure``, not yet saved)."""
     from trainables.schema import SpecError
 
-    plt = _pyplot()
+    plt = pyplot()
     metric = board.attrs.get("metric", "score")
     column = f"val/{metric}"
     if results.epochs.empty or column not in results.epochs:
@@ -170,7 +173,7 @@ def learning_curves_figure(results: ExperimentResults, board: pd.DataFrame) -> A
 def plot_learning_curves(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
     """Every trial's CV mean of the ranking metric per epoch; how each trial ended is marked, and the
     epochs where the scheduler decided (:func:`analysis.results.scheduler_rungs`) are drawn."""
-    return _save(learning_curves_figure(results, board), path)
+    return save_figure(learning_curves_figure(results, board), path)
 
 
 # -------------------------------------------------------------------------------- per categorical
@@ -208,7 +211,7 @@ def _choice_label(value: Any) -> str:
 def plot_score_by_choice(results: ExperimentResults, board: pd.DataFrame, param: str, path: Path) -> Path:
     """Per choice of ``param``: best trial's CV mean ± fold std with its per-fold points, plus every
     other trial's CV mean; choices ordered best first."""
-    plt = _pyplot()
+    plt = pyplot()
     scored = board[board["score"].notna()]
     if scored.empty:
         raise PlotSkipped("no trial has a score")
@@ -258,7 +261,7 @@ def plot_score_by_choice(results: ExperimentResults, board: pd.DataFrame, param:
     ax.set_title(f"{board.attrs.get('metric', 'score')} by {param} (best trial per choice; n = trials)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=4, fontsize=9, frameon=False)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------- the study, Optuna's figures
@@ -385,7 +388,7 @@ def _optuna_figure(size: tuple[float, float], rc: dict[str, Any] | None = None) 
     import matplotlib
     from optuna.exceptions import ExperimentalWarning
 
-    _pyplot()
+    pyplot()
     rc = {"figure.figsize": size, "figure.constrained_layout.use": True, **(rc or {})}
     with matplotlib.rc_context(rc), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=ExperimentalWarning)
@@ -437,7 +440,7 @@ def parallel_coordinates_figure(results: ExperimentResults, board: pd.DataFrame)
 def plot_parallel_coordinates(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
     """One polyline per scored trial across the searched parameters and the score, coloured by score
     (:func:`parallel_coordinates_figure`)."""
-    return _save(parallel_coordinates_figure(results, board), path)
+    return save_figure(parallel_coordinates_figure(results, board), path)
 
 
 def param_importance_figure(results: ExperimentResults, board: pd.DataFrame, seed: int = 0) -> Any:
@@ -464,7 +467,7 @@ def param_importance_figure(results: ExperimentResults, board: pd.DataFrame, see
 
 def plot_param_importance(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
     """Horizontal bars of :func:`param_importances`, most important on top."""
-    return _save(param_importance_figure(results, board), path)
+    return save_figure(param_importance_figure(results, board), path)
 
 
 def intermediate_values_figure(results: ExperimentResults, board: pd.DataFrame) -> Any:
@@ -489,7 +492,7 @@ def intermediate_values_figure(results: ExperimentResults, board: pd.DataFrame) 
 
 def plot_intermediate_values(results: ExperimentResults, board: pd.DataFrame, path: Path) -> Path:
     """One line per scored trial: its CV mean per epoch (:func:`intermediate_values_figure`)."""
-    return _save(intermediate_values_figure(results, board), path)
+    return save_figure(intermediate_values_figure(results, board), path)
 
 
 # ----------------------------------------------------------------------------------- fold spread
@@ -497,7 +500,7 @@ def plot_intermediate_values(results: ExperimentResults, board: pd.DataFrame, pa
 
 def plot_fold_spread(results: ExperimentResults, board: pd.DataFrame, path: Path, top: int = TOP_K) -> Path:
     """The top trials' per-fold scores at their best epoch, with CV mean ± std."""
-    plt = _pyplot()
+    plt = pyplot()
     scored = board[board["score"].notna()].head(top)
     if scored.empty:
         raise PlotSkipped("no trial has a score")
@@ -528,7 +531,7 @@ def plot_fold_spread(results: ExperimentResults, board: pd.DataFrame, path: Path
     ax.set_title(f"Fold spread of the top {len(labels)} trials{note}")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="best", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------ all
