@@ -221,6 +221,12 @@ def plot_learning_curve(
                 ax.axhline(fit.target, color="C3", linestyle=":", label=f"target {fit.target:g}")
             ax.legend(fontsize=7, loc="lower right")
         ax.set_xscale("log", base=2)
+        # the runs' sizes (and where a target is crossed beyond them) as plain numbers, not powers of 2
+        ticks = {round(n) for n in sizes}
+        if fit is not None and fit.images_for_target is not None and fit.images_for_target > hi:
+            ticks.add(round(min(fit.images_for_target, hi * 64)))
+        ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+        ax.minorticks_off()
         ax.set_title(LABELS.get(metric, metric))
         ax.set_xlabel("training images per fold")
         ax.grid(alpha=0.3)
