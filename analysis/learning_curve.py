@@ -14,9 +14,12 @@ fold, read two ways:
 
 Means ignore a fold without a value, as the run's own summary does. The fit is least squares of
 ``metric = a + b log2(n)`` over every run: ``b`` is what one doubling of the training images buys (negative
-for a column where lower is better, such as a loss). With a target, the fit is solved for the ``n`` where it
-crosses the target; outside the runs' sizes that is an extrapolation, and the report says by how many
-doublings. matplotlib is imported lazily.
+for a column where lower is better, such as a loss). Because every run is scored on the same validation
+folds, the same line is also fitted to each fold's own values: the spread of those per-fold slopes is the
+paired uncertainty of ``b`` (the folds' different difficulty cancels), and with three or more sizes the
+residual of the mean fit says whether the log2 law holds at all. With a target, the fit is solved for the
+``n`` where it crosses the target; outside the runs' sizes that is an extrapolation, and the report says by
+how many doublings. matplotlib is imported lazily.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,7 +43,8 @@ At = Literal["end", "selected"]
 
 @dataclass(frozen=True)
 class CurvePoint:
-    """One run: its training images per fold and, per metric, ``(mean, std over folds)`` both ways."""
+    """One run: its training images per fold and, per metric, ``(mean, std over folds)`` both ways, with
+    each fold's own value (NaN where a fold has none) for the per-fold fits."""
 
     label: str
     path: Path
@@ -51,15 +55,22 @@ class CurvePoint:
     end_epochs: tuple[int, int]
     end: dict[str, tuple[float, float]]
     selected: dict[str, tuple[float, float]]
+    end_folds: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    selected_folds: dict[str, tuple[float, ...]] = field(default_factory=dict)
 
     def value(self, metric: str, at: At) -> tuple[float, float] | None:
         return (self.end if at == "end" else self.selected).get(metric)
+
+    def fold_values(self, metric: str, at: At) -> tuple[float, ...]:
+        return (self.end_folds if at == "end" else self.selected_folds).get(metric, ())
 
 
 @dataclass(frozen=True)
 class LogFit:
     """``metric = intercept + slope * log2(n)``; with a ``target``, ``images_for_target`` is the ``n`` where
-    the fit crosses it (None when the fit is flat or crosses it only beyond 2**1000 images)."""
+    the fit crosses it (None when the fit is flat or crosses it only beyond 2**1000 images).
+    ``fold_slopes``: the same fit on each fold's own values (NaN for a fold with fewer than two sizes);
+    ``rms_residual``: of the mean fit, None below three sizes (a line passes through two points)."""
 
     metric: str
     intercept: float
@@ -67,6 +78,14 @@ class LogFit:
     points: int
     target: float | None = None
     images_for_target: float | None = None
+    fold_slopes: tuple[float, ...] = ()
+    rms_residual: float | None = None
+
+    @property
+    def slope_std(self) -> float:
+        """Sample std of the per-fold slopes (NaN with fewer than two)."""
+        finite = [b for b in self.fold_slopes if not math.isnan(b)]
+        return float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan
 
     def predict(self, n: np.ndarray | float) -> np.ndarray | float:
         return self.intercept + self.slope * np.log2(n)
@@ -95,22 +114,27 @@ def curve_point(run: RunCurves, metrics: Sequence[str], window: int = 5) -> Curv
     end_epochs = (int(run.epochs[recorded[0]]), int(run.epochs[recorded[-1]])) if recorded.size else (0, 0)
     end: dict[str, tuple[float, float]] = {}
     selected: dict[str, tuple[float, float]] = {}
+    end_folds: dict[str, tuple[float, ...]] = {}
+    selected_folds: dict[str, tuple[float, ...]] = {}
+    rows = np.flatnonzero(run.epochs == selected_epoch)
     for metric in metrics:
         if metric not in run.columns:
             continue
         values = run.columns[metric]  # [epochs, folds]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # a fold without a value in the window
             per_fold = np.nanmean(values[recorded], axis=0) if recorded.size else np.array([])
         if not np.isnan(per_fold).all():
             end[metric] = mean_std(per_fold)
+            end_folds[metric] = tuple(float(v) for v in per_fold)
+        at_selected = values[rows[0]] if rows.size else None
+        if at_selected is not None and not np.isnan(at_selected).all():
+            selected_folds[metric] = tuple(float(v) for v in at_selected)
         saved = cv.get(metric.removeprefix("val/"))
         if isinstance(saved, dict) and isinstance(saved.get("mean"), (int, float)):
             selected[metric] = (float(saved["mean"]), float(saved.get("std") or 0.0))
-            continue
-        rows = np.flatnonzero(run.epochs == selected_epoch)
-        if rows.size and not np.isnan(values[rows[0]]).all():
-            selected[metric] = mean_std(values[rows[0]])
+        elif at_selected is not None and metric in selected_folds:
+            selected[metric] = mean_std(at_selected)
     return CurvePoint(
         label=run.label,
         path=run.path,
@@ -121,24 +145,42 @@ def curve_point(run: RunCurves, metrics: Sequence[str], window: int = 5) -> Curv
         end_epochs=end_epochs,
         end=end,
         selected=selected,
+        end_folds=end_folds,
+        selected_folds=selected_folds,
     )
 
 
 def fit_log2(
     points: Sequence[CurvePoint], metric: str, at: At = "end", target: float | None = None
 ) -> LogFit | None:
-    """Least squares ``a + b log2(n)`` over the points that have ``metric``; None below two sizes."""
+    """Least squares ``a + b log2(n)`` over the points that have ``metric`` (and per fold over the folds'
+    own values); None below two sizes."""
     xy = [(p.train_images, v[0]) for p in points if (v := p.value(metric, at)) is not None]
     if len({x for x, _ in xy}) < 2:
         return None
     x = np.log2([n for n, _ in xy])
     y = np.array([v for _, v in xy])
     slope, intercept = np.polyfit(x, y, 1)
+    rms = None
+    if len(set(x.tolist())) > 2:
+        rms = float(np.sqrt(np.mean((y - (intercept + slope * x)) ** 2)))
     needed = None
     if target is not None and abs(slope) > 1e-9:
         log2_n = (target - intercept) / slope
         needed = float(2.0**log2_n) if abs(log2_n) < 1000 else None  # beyond any data set: no number
-    return LogFit(metric, float(intercept), float(slope), len(xy), target, needed)
+    folds = max((len(p.fold_values(metric, at)) for p in points), default=0)
+    fold_slopes = []
+    for k in range(folds):
+        pairs = [
+            (math.log2(p.train_images), vs[k])
+            for p in points
+            if len(vs := p.fold_values(metric, at)) > k and not math.isnan(vs[k])
+        ]
+        if len({px for px, _ in pairs}) < 2:
+            fold_slopes.append(math.nan)
+            continue
+        fold_slopes.append(float(np.polyfit(*zip(*pairs, strict=True), 1)[0]))
+    return LogFit(metric, float(intercept), float(slope), len(xy), target, needed, tuple(fold_slopes), rms)
 
 
 def _crossing(n: float | None, smallest: float, largest: float) -> str:
@@ -183,7 +225,13 @@ def format_report(
         if fit is None:
             lines.append(f"- {LABELS.get(m, m)}: no fit (fewer than two training-set sizes have a value)")
             continue
-        line = f"- {LABELS.get(m, m)}: b = {fit.slope:+.3f} per doubling ({fit.points} runs)"
+        line = f"- {LABELS.get(m, m)}: b = {fit.slope:+.3f} per doubling ({fit.points} runs"
+        if any(not math.isnan(b) for b in fit.fold_slopes):
+            per_fold = " / ".join("-" if math.isnan(b) else f"{b:+.3f}" for b in fit.fold_slopes)
+            line += f"; per fold {per_fold}"
+        if fit.rms_residual is not None:
+            line += f"; rms residual {fit.rms_residual:.3f}"
+        line += ")"
         if fit.target is not None:
             line += f"; crosses {fit.target:g} at {_crossing(fit.images_for_target, min(sizes), max(sizes))}"
         lines.append(line)
@@ -205,6 +253,12 @@ def plot_learning_curve(
     sizes = [p.train_images for p in points]
     lo, hi = min(sizes), max(sizes)
     for ax, metric in zip(axes.flat, metrics, strict=False):
+        ordered = sorted(points, key=lambda p: p.train_images)
+        folds = max((len(p.fold_values(metric, at)) for p in ordered), default=0)
+        for k in range(folds):  # each fold's own curve, faint: the same validation images at every size
+            xy = [(p.train_images, vs[k]) for p in ordered if len(vs := p.fold_values(metric, at)) > k]
+            label = "folds" if k == 0 else None
+            ax.plot(*zip(*xy, strict=True), color="0.6", lw=0.8, marker=".", label=label)
         for p in points:
             v = p.value(metric, at)
             if v is not None:
@@ -282,7 +336,7 @@ def learning_curve(
         "at": at,
         "window": window,
         "points": [{**vars(p), "path": str(p.path)} for p in points],
-        "fits": [vars(f) for f in fits.values()],
+        "fits": [{**vars(f), "slope_std": f.slope_std} for f in fits.values()],
     }
     if figure is not None:
         data["figure"] = str(plot_learning_curve(points, fits, metrics, at, figure))

@@ -13,6 +13,7 @@ import pytest
 import launch
 from analysis.compare_runs import load_run
 from analysis.learning_curve import (
+    CurvePoint,
     check_same_validation,
     curve_point,
     fit_log2,
@@ -78,12 +79,18 @@ def test_report_figure_json_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
         dirs, ["quarter", "half", "all"], targets=targets, figure=tmp_path / "lc.png"
     )
     assert "| quarter | 0.25 | 16.0 | 8 | 4-8 | 8 |" in report
-    assert "lesion Dice: b = +0.050 per doubling (3 runs); crosses 0.6 at about 256" in report
+    assert (
+        "lesion Dice: b = +0.050 per doubling (3 runs; per fold +0.050 / +0.050; rms residual 0.000);"
+        " crosses 0.6 at about 256" in report
+    )
     assert "2.0 doublings beyond 64" in report
-    assert "accuracy: b = +0.000 per doubling (3 runs); crosses 0.8 at the fit never crosses it" in report
+    assert "accuracy: b = +0.000 per doubling (3 runs; per fold" in report
+    assert "crosses 0.8 at the fit never crosses it" in report
     assert (tmp_path / "lc.png").stat().st_size > 10_000 and data["at"] == "end"
     json.dumps(data, allow_nan=False)  # strict JSON: the never-crossed target is null, not Infinity
     assert [f["images_for_target"] for f in data["fits"]] == [pytest.approx(256.0), None]
+    dice_fit = data["fits"][0]
+    assert dice_fit["fold_slopes"] == [pytest.approx(0.05)] * 2 and dice_fit["slope_std"] < 1e-12
     below, _ = learning_curve(dirs, targets={"val/dice": 0.35})
     assert "crosses 0.35 at about 8 training images per fold (below the smallest run, 16" in below
     out = tmp_path / "lc.json"
@@ -93,6 +100,38 @@ def test_report_figure_json_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     saved = json.loads(out.read_text(encoding="utf-8"))
     assert [p["train_images"] for p in saved["points"]] == [16, 32, 64]
     assert saved["fits"][0]["metric"] == "val/dice"
+
+
+def test_per_fold_slopes_and_residual(tmp_path: Path) -> None:
+    """Each fold is fitted on its own values (fold 0 gains 0.015 then 0.005, fold 1 0.06 then 0.02): the
+    mean slope is their mean, their spread the slope's paired uncertainty; a bent curve leaves a residual,
+    two sizes none."""
+
+    def bent(n: int):
+        gain = {16: 0.0, 32: 0.06, 64: 0.08}[n]  # concave: the second doubling buys less
+        return lambda e, k: 0.40 + (gain / 4 if k == 0 else gain) + (0.01 if e == 8 else 0.0)
+
+    runs = [load_run(_run(tmp_path / f"n{n}", n, bent(n), best=8)) for n in (16, 32, 64)]
+    points = [curve_point(r, ["val/dice"], window=1) for r in runs]
+    assert points[1].end_folds["val/dice"] == pytest.approx((0.425, 0.47))
+    assert points[1].selected_folds["val/dice"] == pytest.approx((0.425, 0.47))
+    fit = fit_log2(points, "val/dice", "end")
+    assert fit is not None
+    assert fit.fold_slopes == pytest.approx((0.01, 0.04))
+    assert fit.slope == pytest.approx(0.025) and fit.slope_std == pytest.approx(0.03 / math.sqrt(2))
+    residuals = np.array([0.41, 0.4475, 0.46]) - (fit.intercept + fit.slope * np.log2([16, 32, 64]))
+    assert fit.rms_residual == pytest.approx(float(np.sqrt(np.mean(residuals**2))))
+    assert fit.rms_residual > 0.005
+    two = fit_log2(points[:2], "val/dice", "selected")
+    assert two is not None and two.rms_residual is None  # a line through two points: no residual to judge
+    assert two.fold_slopes == pytest.approx((0.015, 0.06))
+    one_fold = [
+        CurvePoint(**{**vars(p), "end_folds": {"val/dice": (v, math.nan) if i else (v,)}})
+        for i, (p, v) in enumerate(zip(points, (0.4, 0.45, 0.5), strict=True))
+    ]
+    lone = fit_log2(one_fold, "val/dice", "end")
+    assert lone is not None and lone.fold_slopes[0] == pytest.approx(0.05) and math.isnan(lone.fold_slopes[1])
+    assert math.isnan(lone.slope_std)  # one fold with a slope: no spread
 
 
 def test_missing_values_are_skipped_not_invented(tmp_path: Path) -> None:
