@@ -19,7 +19,8 @@ folds, the same line is also fitted to each fold's own values: the spread of tho
 paired uncertainty of ``b`` (the folds' different difficulty cancels), and with three or more sizes the
 residual of the mean fit says whether the log2 law holds at all. With a target, the fit is solved for the
 ``n`` where it crosses the target; outside the runs' sizes that is an extrapolation, and the report says by
-how many doublings. matplotlib is imported lazily.
+how many doublings, and how far the crossing moves along the smallest and the largest fold slope (lines
+through the runs' centre, where the least-squares fit is surest). matplotlib is imported lazily.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ class LogFit:
     """``metric = intercept + slope * log2(n)``; with a ``target``, ``images_for_target`` is the ``n`` where
     the fit crosses it (None when the fit is flat or crosses it only beyond 2**1000 images).
     ``fold_slopes``: the same fit on each fold's own values (NaN for a fold with fewer than two sizes);
-    ``rms_residual``: of the mean fit, None below three sizes (a line passes through two points)."""
+    ``rms_residual``: of the mean fit, None below three sizes (a line passes through two points).
+    ``center``: ``(mean log2 n, mean metric)`` of the runs, the point every least-squares line passes
+    through; ``target_range``: where lines through it with the smallest and the largest fold slope cross the
+    target (None for an end that never does), the spread of ``images_for_target`` the folds allow."""
 
     metric: str
     intercept: float
@@ -80,6 +84,8 @@ class LogFit:
     images_for_target: float | None = None
     fold_slopes: tuple[float, ...] = ()
     rms_residual: float | None = None
+    center: tuple[float, float] = (math.nan, math.nan)
+    target_range: tuple[float | None, float | None] | None = None
 
     @property
     def slope_std(self) -> float:
@@ -164,10 +170,7 @@ def fit_log2(
     rms = None
     if len(set(x.tolist())) > 2:
         rms = float(np.sqrt(np.mean((y - (intercept + slope * x)) ** 2)))
-    needed = None
-    if target is not None and abs(slope) > 1e-9:
-        log2_n = (target - intercept) / slope
-        needed = float(2.0**log2_n) if abs(log2_n) < 1000 else None  # beyond any data set: no number
+    center = (float(x.mean()), float(y.mean()))
     folds = max((len(p.fold_values(metric, at)) for p in points), default=0)
     fold_slopes = []
     for k in range(folds):
@@ -180,7 +183,37 @@ def fit_log2(
             fold_slopes.append(math.nan)
             continue
         fold_slopes.append(float(np.polyfit(*zip(*pairs, strict=True), 1)[0]))
-    return LogFit(metric, float(intercept), float(slope), len(xy), target, needed, tuple(fold_slopes), rms)
+    needed, spread = None, None
+    if target is not None:
+        needed = _images_at(target, center, slope)
+        # a fold whose slope points away from the target never reaches it along its own slope
+        ends = [
+            _images_at(target, center, b) if b * slope > 0 else None for b in fold_slopes if not math.isnan(b)
+        ]
+        if ends:
+            finite = [n for n in ends if n is not None]
+            spread = (min(finite, default=None), None if None in ends else max(finite))
+    return LogFit(
+        metric,
+        float(intercept),
+        float(slope),
+        len(xy),
+        target,
+        needed,
+        tuple(fold_slopes),
+        rms,
+        center,
+        spread,
+    )
+
+
+def _images_at(target: float, center: tuple[float, float], slope: float) -> float | None:
+    """Training images where the line through ``center`` with ``slope`` reaches ``target``; None when it
+    is flat or reaches it only beyond 2**1000 images (beyond any data set: no number)."""
+    if abs(slope) <= 1e-9:
+        return None
+    log2_n = center[0] + (target - center[1]) / slope
+    return float(2.0**log2_n) if abs(log2_n) < 1000 else None
 
 
 def _crossing(n: float | None, smallest: float, largest: float) -> str:
@@ -234,6 +267,9 @@ def format_report(
         line += ")"
         if fit.target is not None:
             line += f"; crosses {fit.target:g} at {_crossing(fit.images_for_target, min(sizes), max(sizes))}"
+            if fit.target_range is not None and fit.images_for_target is not None:
+                low, high = ("never" if n is None else f"{n:.0f}" for n in fit.target_range)
+                line += f"; with the smallest and largest fold slope: {low} to {high}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -271,6 +307,12 @@ def plot_learning_curve(
             if reach is not None and reach > hi:
                 far = np.geomspace(hi, min(reach, hi * 64), 30)
                 ax.plot(far, fit.predict(far), color="C1", linestyle="--", label="extrapolation")
+                xs = np.geomspace(lo, far[-1], 80)
+            slopes = [b for b in fit.fold_slopes if not math.isnan(b)]
+            if len(slopes) > 1:  # the lines through the fit's centre with the folds' extreme slopes
+                dx = np.log2(xs) - fit.center[0]
+                fan = [fit.center[1] + b * dx for b in (min(slopes), max(slopes))]
+                ax.fill_between(xs, *fan, color="C1", alpha=0.12, lw=0, label="fold slopes")
             if fit.target is not None:
                 ax.axhline(fit.target, color="C3", linestyle=":", label=f"target {fit.target:g}")
             ax.legend(fontsize=7, loc="lower right")

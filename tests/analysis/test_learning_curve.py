@@ -122,6 +122,22 @@ def test_per_fold_slopes_and_residual(tmp_path: Path) -> None:
     residuals = np.array([0.41, 0.4475, 0.46]) - (fit.intercept + fit.slope * np.log2([16, 32, 64]))
     assert fit.rms_residual == pytest.approx(float(np.sqrt(np.mean(residuals**2))))
     assert fit.rms_residual > 0.005
+    aimed = fit_log2(points, "val/dice", "end", target=0.5)
+    assert aimed is not None and aimed.center == pytest.approx((5.0, (0.41 + 0.4475 + 0.46) / 3))
+    reach = [2 ** (5.0 + (0.5 - aimed.center[1]) / b) for b in (0.025, 0.01, 0.04)]
+    assert aimed.images_for_target == pytest.approx(reach[0])
+    assert aimed.target_range == pytest.approx((reach[2], reach[1]))  # steepest fold first: fewest images
+    report, _ = learning_curve(
+        [str(r.path) for r in runs], metrics=["val/dice"], window=1, targets={"val/dice": 0.5}
+    )
+    assert f"with the smallest and largest fold slope: {reach[2]:.0f} to {reach[1]:.0f}" in report
+    falling = [
+        CurvePoint(**{**vars(p), "end_folds": {"val/dice": (v, 0.5 - (v - 0.4) / 4)}})
+        for p, v in zip(points, (0.4, 0.45, 0.5), strict=True)
+    ]
+    away = fit_log2(falling, "val/dice", "end", target=0.6)
+    assert away is not None and away.fold_slopes[1] < 0 < away.slope
+    assert away.target_range is not None and away.target_range[1] is None  # fold 1 never gets there
     two = fit_log2(points[:2], "val/dice", "selected")
     assert two is not None and two.rms_residual is None  # a line through two points: no residual to judge
     assert two.fold_slopes == pytest.approx((0.015, 0.06))
