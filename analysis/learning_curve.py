@@ -15,12 +15,13 @@ fold, read two ways:
 Means ignore a fold without a value, as the run's own summary does. The fit is least squares of
 ``metric = a + b log2(n)`` over every run: ``b`` is what one doubling of the training images buys (negative
 for a column where lower is better, such as a loss). Because every run is scored on the same validation
-folds, the same line is also fitted to each fold's own values: the spread of those per-fold slopes is the
-paired uncertainty of ``b`` (the folds' different difficulty cancels), and with three or more sizes the
-residual of the mean fit says whether the log2 law holds at all. With a target, the fit is solved for the
-``n`` where it crosses the target; outside the runs' sizes that is an extrapolation, and the report says by
-how many doublings, and how far the crossing moves along the smallest and the largest fold slope (lines
-through the runs' centre, where the least-squares fit is surest). matplotlib is imported lazily.
+folds, the same line is also fitted to each fold's own values: the spread of those per-fold slopes shows
+how much ``b`` varies between folds (paired: the folds' different difficulty cancels; the mean slope's
+standard error is ``slope_std / sqrt(folds)``), and with three or more sizes the residual of the mean fit
+says whether the log2 law holds at all. With a target, the fit is solved for the ``n`` where it crosses the
+target; outside the runs' sizes that is an extrapolation, and the report says by how many doublings and
+where lines with the folds' own slopes would cross it (through the runs' centre, where the least-squares
+fit is surest). matplotlib is imported lazily.
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ class LogFit:
     ``fold_slopes``: the same fit on each fold's own values (NaN for a fold with fewer than two sizes);
     ``rms_residual``: of the mean fit, None below three sizes (a line passes through two points).
     ``center``: ``(mean log2 n, mean metric)`` of the runs, the point every least-squares line passes
-    through; ``target_range``: where lines through it with the smallest and the largest fold slope cross the
-    target (None for an end that never does), the spread of ``images_for_target`` the folds allow."""
+    through; ``target_range``: the fewest and the most images at which lines through it with the folds' own
+    slopes cross the target (None at the top: never), the spread of ``images_for_target`` over the folds."""
 
     metric: str
     intercept: float
@@ -85,7 +86,7 @@ class LogFit:
     fold_slopes: tuple[float, ...] = ()
     rms_residual: float | None = None
     center: tuple[float, float] = (math.nan, math.nan)
-    target_range: tuple[float | None, float | None] | None = None
+    target_range: tuple[float, float | None] | None = None
 
     @property
     def slope_std(self) -> float:
@@ -186,13 +187,7 @@ def fit_log2(
     needed, spread = None, None
     if target is not None:
         needed = _images_at(target, center, slope)
-        # a fold whose slope points away from the target never reaches it along its own slope
-        ends = [
-            _images_at(target, center, b) if b * slope > 0 else None for b in fold_slopes if not math.isnan(b)
-        ]
-        if ends:
-            finite = [n for n in ends if n is not None]
-            spread = (min(finite, default=None), None if None in ends else max(finite))
+        spread = _crossing_spread(target, center, slope, fold_slopes)
     return LogFit(
         metric,
         float(intercept),
@@ -214,6 +209,23 @@ def _images_at(target: float, center: tuple[float, float], slope: float) -> floa
         return None
     log2_n = center[0] + (target - center[1]) / slope
     return float(2.0**log2_n) if abs(log2_n) < 1000 else None
+
+
+def _crossing_spread(
+    target: float, center: tuple[float, float], slope: float, fold_slopes: Sequence[float]
+) -> tuple[float, float | None] | None:
+    """Fewest and most training images at which lines through ``center`` with the folds' own slopes reach
+    ``target``; None with fewer than two fold slopes or a flat mean fit. A fold whose slope is flat or
+    opposite to the mean fit's never reaches the target along its own slope: beyond the runs that end is
+    open (None: never), on the small side it is 0 (any training set)."""
+    slopes = [b for b in fold_slopes if not math.isnan(b)]
+    if len(slopes) < 2 or abs(slope) <= 1e-9:
+        return None
+    dy = target - center[1]
+    away = math.copysign(math.inf, dy / slope) if dy else 0.0  # where a fold that never gets there ends
+    log2s = [center[0] + (dy / b if b * slope > 0 else away) for b in slopes]
+    low, high = min(log2s), max(log2s)
+    return float(2.0 ** max(low, -1100.0)), (None if high > 1000 else float(2.0**high))
 
 
 def _crossing(n: float | None, smallest: float, largest: float) -> str:
@@ -268,8 +280,10 @@ def format_report(
         if fit.target is not None:
             line += f"; crosses {fit.target:g} at {_crossing(fit.images_for_target, min(sizes), max(sizes))}"
             if fit.target_range is not None and fit.images_for_target is not None:
-                low, high = ("never" if n is None else f"{n:.0f}" for n in fit.target_range)
-                line += f"; with the smallest and largest fold slope: {low} to {high}"
+                low, high = (
+                    "never" if n is None else "<1" if n < 1 else f"{n:.0f}" for n in fit.target_range
+                )
+                line += f"; along the folds' own slopes: between {low} and {high}"
         lines.append(line)
     return "\n".join(lines)
 

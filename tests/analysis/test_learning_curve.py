@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from analysis.learning_curve import (
     fit_log2,
     learning_curve,
     parse_targets,
+    plot_learning_curve,
 )
 from model_zoo.errors import UserError
 
@@ -130,14 +132,7 @@ def test_per_fold_slopes_and_residual(tmp_path: Path) -> None:
     report, _ = learning_curve(
         [str(r.path) for r in runs], metrics=["val/dice"], window=1, targets={"val/dice": 0.5}
     )
-    assert f"with the smallest and largest fold slope: {reach[2]:.0f} to {reach[1]:.0f}" in report
-    falling = [
-        CurvePoint(**{**vars(p), "end_folds": {"val/dice": (v, 0.5 - (v - 0.4) / 4)}})
-        for p, v in zip(points, (0.4, 0.45, 0.5), strict=True)
-    ]
-    away = fit_log2(falling, "val/dice", "end", target=0.6)
-    assert away is not None and away.fold_slopes[1] < 0 < away.slope
-    assert away.target_range is not None and away.target_range[1] is None  # fold 1 never gets there
+    assert f"along the folds' own slopes: between {reach[2]:.0f} and {reach[1]:.0f}" in report
     two = fit_log2(points[:2], "val/dice", "selected")
     assert two is not None and two.rms_residual is None  # a line through two points: no residual to judge
     assert two.fold_slopes == pytest.approx((0.015, 0.06))
@@ -148,6 +143,68 @@ def test_per_fold_slopes_and_residual(tmp_path: Path) -> None:
     lone = fit_log2(one_fold, "val/dice", "end")
     assert lone is not None and lone.fold_slopes[0] == pytest.approx(0.05) and math.isnan(lone.fold_slopes[1])
     assert math.isnan(lone.slope_std)  # one fold with a slope: no spread
+
+
+def _points(folds: Sequence[Sequence[float]], sizes=(16, 32, 64)) -> list[CurvePoint]:
+    """Points whose fold ``k`` has ``folds[k][i]`` at ``sizes[i]`` (the mean over folds as the point)."""
+    return [
+        CurvePoint(
+            label=str(n),
+            path=Path(str(n)),
+            train_images=float(n),
+            fraction=1.0,
+            epochs=8,
+            selected_epoch=None,
+            end_epochs=(1, 8),
+            end={"m": (float(np.mean(vs)), 0.0)},
+            selected={},
+            end_folds={"m": tuple(vs)},
+        )
+        for n, vs in zip(sizes, zip(*folds, strict=True), strict=True)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("folds", "target", "open_end"),
+    [
+        # rising metric, target beyond the runs: a fold going down never gets there (top open)
+        ([(0.40, 0.45, 0.50), (0.40, 0.39, 0.38)], 0.6, "top"),
+        # rising metric, target below the runs: that fold got there with any training set (bottom 0)
+        ([(0.40, 0.45, 0.50), (0.40, 0.39, 0.38)], 0.2, "bottom"),
+        # a loss (falling), target below the runs: a fold whose loss rises never gets there (top open)
+        ([(0.50, 0.45, 0.40), (0.50, 0.51, 0.52)], 0.3, "top"),
+        # a loss, target above the runs (reached with fewer images): bottom 0
+        ([(0.50, 0.45, 0.40), (0.50, 0.51, 0.52)], 0.7, "bottom"),
+        # both folds on the mean fit's side: a closed range, steep fold at the near end
+        ([(0.50, 0.45, 0.40), (0.50, 0.48, 0.46)], 0.3, None),
+    ],
+)
+def test_target_range_brackets_the_crossing_either_way(folds, target, open_end) -> None:
+    fit = fit_log2(_points(folds), "m", "end", target=target)
+    assert fit is not None and fit.images_for_target is not None and fit.target_range is not None
+    low, high = fit.target_range
+    assert low <= fit.images_for_target and (high is None or fit.images_for_target <= high)
+    assert (high is None) == (open_end == "top") and (low == 0.0) == (open_end == "bottom")
+    if open_end is None:  # fold 0 (slope -0.05) crosses nearest the runs, fold 1 (-0.02) farthest
+        near, far = (2 ** (fit.center[0] + (target - fit.center[1]) / b) for b in fit.fold_slopes)
+        assert (low, high) == pytest.approx((near, far))
+
+
+def test_target_range_needs_two_fold_slopes() -> None:
+    lone = _points([(0.40, 0.45, 0.50)])
+    fit = fit_log2(lone, "m", "end", target=0.6)
+    assert fit is not None and fit.fold_slopes == pytest.approx((0.05,)) and fit.target_range is None
+    one_size = _points([(0.40, 0.45, 0.50), (math.nan, math.nan, 0.5)])
+    fit = fit_log2(one_size, "m", "end", target=0.6)
+    assert fit is not None and math.isnan(fit.fold_slopes[1]) and fit.target_range is None
+
+
+def test_figure_with_uneven_folds(tmp_path: Path) -> None:
+    """Unequal fold slopes, a fold missing at one size, one run with a single fold: the figure is drawn."""
+    points = _points([(0.40, 0.45, 0.50), (0.42, math.nan, 0.44), (0.38, 0.40, 0.52)])
+    points[0] = CurvePoint(**{**vars(points[0]), "end_folds": {"m": (0.40,)}})
+    fits = {"m": fit_log2(points, "m", "end", target=0.6)}
+    assert plot_learning_curve(points, fits, ["m"], "end", tmp_path / "f.png").stat().st_size > 10_000
 
 
 def test_missing_values_are_skipped_not_invented(tmp_path: Path) -> None:
