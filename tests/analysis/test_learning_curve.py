@@ -106,8 +106,8 @@ def test_report_figure_json_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_per_fold_slopes_and_residual(tmp_path: Path) -> None:
     """Each fold is fitted on its own values (fold 0 gains 0.015 then 0.005, fold 1 0.06 then 0.02): the
-    mean slope is their mean, their spread the slope's paired uncertainty; a bent curve leaves a residual,
-    two sizes none."""
+    mean slope is their mean, their spread how much the gain varies between folds; a bent curve leaves a
+    residual, two sizes none."""
 
     def bent(n: int):
         gain = {16: 0.0, 32: 0.06, 64: 0.08}[n]  # concave: the second doubling buys less
