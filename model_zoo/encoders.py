@@ -1,4 +1,5 @@
-"""Encoders: every smp encoder, every timm backbone (``tu-<name>``) and torchvision adapters (``tv-<name>``).
+"""Encoders: every smp encoder, every timm backbone (``tu-<name>``), torchvision adapters (``tv-<name>``)
+and nnU-Net's plain convolutional encoder for training from scratch (``plain_bn``, ``plain_in``).
 
 All encoders follow smp's convention: ``forward(x)`` returns ``depth + 1`` feature maps, the input first,
 then strides 2, 4, 8, 16, 32 (capped by ``output_stride`` when dilated); ``out_channels`` lists their
@@ -7,7 +8,8 @@ channels (index 0 = input channels) and ``output_stride`` the deepest stride.
 The ``tv-`` adapter wraps torchvision classifiers that neither smp nor timm provide (ShuffleNet V2,
 GoogLeNet) with ``torchvision.models.feature_extraction.create_feature_extractor``, taking one node per
 stride; both families have a stride-2 stem, so no stride is missing. They cannot be dilated, so they
-work with every decoder except those that need output stride 8/16 (DeepLabV3/V3+).
+work with every decoder except those that need output stride 8/16 (DeepLabV3/V3+). The plain encoders
+(:mod:`model_zoo.plain_encoder`) have no pretrained weights and cannot be dilated either.
 
 ``BENCHMARK`` is the original 20-backbone benchmark of the thesis, mapped to buildable names.
 """
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from model_zoo import weights as W
+from model_zoo.plain_encoder import PLAIN_ENCODERS, PlainEncoder
 from model_zoo.registry import UnknownComponentError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,7 +100,8 @@ def _valid_names_message() -> str:
         f"smp encoders: {', '.join(smp_encoder_names())}; "
         "'tu-<timm model>' for any timm model with features_only (timm.list_models()), e.g. tu-resnet18, "
         "tu-efficientnet_b6, tu-convnext_tiny; "
-        f"torchvision adapters: {', '.join('tv-' + n for n in TV_ENCODERS)}"
+        f"torchvision adapters: {', '.join('tv-' + n for n in TV_ENCODERS)}; "
+        f"plain (nnU-Net's, from scratch): {', '.join(PLAIN_ENCODERS)}"
     )
 
 
@@ -143,9 +147,9 @@ def check_encoder_name(name: str) -> None:
     if name.startswith("tv-"):
         if name[3:] in TV_ENCODERS:
             return
-    elif name in smp_encoder_names():
+    elif name in smp_encoder_names() or name in PLAIN_ENCODERS:
         return
-    candidates = smp_encoder_names() + ["tv-" + n for n in TV_ENCODERS]
+    candidates = smp_encoder_names() + ["tv-" + n for n in TV_ENCODERS] + list(PLAIN_ENCODERS)
     close = difflib.get_close_matches(name, candidates, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownComponentError(f"unknown encoder {name!r}.{hint} Valid: {_valid_names_message()}")
@@ -200,7 +204,7 @@ def encoder_normalisation(
     if name.startswith("tv-"):
         spec = TV_ENCODERS[name[3:]]
         return spec.mean, spec.std
-    if W.is_named(weights):
+    if W.is_named(weights) and name not in PLAIN_ENCODERS:
         import json
 
         config = json.loads(W.require_cached(name, str(weights))[0].read_text())
@@ -223,18 +227,22 @@ def build_encoder(
     if not 1 <= depth <= 5:
         raise ValueError(f"model.encoder_depth: expected 1..5, got {depth}")
     named = W.is_named(weights)
-    if name.startswith("tv-"):
-        if output_stride != 32:
-            raise ValueError(
-                f"encoder {name!r} cannot be dilated, but the decoder asks for output stride "
-                f"{output_stride}: set model.decoder_options.encoder_output_stride: 32 where the decoder "
-                "allows it (pan), or use an smp / tu- encoder"
-            )
+    if (name.startswith("tv-") or name in PLAIN_ENCODERS) and output_stride != 32:
+        raise ValueError(
+            f"encoder {name!r} cannot be dilated, but the decoder asks for output stride "
+            f"{output_stride}: set model.decoder_options.encoder_output_stride: 32 where the decoder "
+            "allows it (pan), or use an smp / tu- encoder"
+        )
+    if name in PLAIN_ENCODERS:
+        if named:
+            W.sources(name, str(weights))  # raises: no named weights exist for it
+        encoder: nn.Module = PlainEncoder(name, depth)
+    elif name.startswith("tv-"):
         state = None
         if named:
             (path,) = W.require_cached(name, str(weights))
             state = W.read_state_dict(path)
-        encoder: nn.Module = TorchvisionEncoder(name[3:], depth, state)
+        encoder = TorchvisionEncoder(name[3:], depth, state)
     elif name.startswith("tu-"):
         kwargs: dict[str, Any] = {}
         if named:
@@ -272,4 +280,5 @@ def describe_families() -> dict[str, Sequence[str] | str]:
         "smp": smp_encoder_names(),
         "timm": "tu-<name> for any timm model that supports features_only (see timm.list_models())",
         "torchvision": ["tv-" + n for n in TV_ENCODERS],
+        "plain": [f"{n} ({spec.description})" for n, spec in PLAIN_ENCODERS.items()],
     }

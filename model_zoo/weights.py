@@ -143,6 +143,13 @@ def _looks_like_path(weights: str) -> bool:
 
 def sources(encoder: str, weights: str = "imagenet") -> list[CachedFile]:
     """The cache files a named weight set of ``encoder`` is read from (all must be present)."""
+    from model_zoo.plain_encoder import PLAIN_ENCODERS
+
+    if encoder in PLAIN_ENCODERS:
+        raise ValueError(
+            f"encoder {encoder!r} (nnU-Net's plain encoder) has no pretrained weights, so it cannot use "
+            f"encoder_weights: {weights!r}; use null (from scratch) or a state-dict file path"
+        )
     if encoder.startswith("tu-"):
         return [_timm_source(encoder[3:], weights)]
     if encoder.startswith("tv-"):
