@@ -62,7 +62,9 @@ class PlainEncoder(nn.Module):
         widths = spec.widths[:depth]
         inputs = (in_channels, *widths[:-1])
         self.stages = nn.ModuleList(
-            nn.Sequential(*_conv_norm_act(c_in, c_out, 2, spec.norm), *_conv_norm_act(c_out, c_out, 1, spec.norm))
+            nn.Sequential(
+                *_conv_norm_act(c_in, c_out, 2, spec.norm), *_conv_norm_act(c_out, c_out, 1, spec.norm)
+            )
             for c_in, c_out in zip(inputs, widths)
         )
         for module in self.modules():
