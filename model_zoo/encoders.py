@@ -26,6 +26,7 @@ from torch import nn
 
 from model_zoo import weights as W
 from model_zoo.plain_encoder import PLAIN_ENCODERS, PlainEncoder
+from model_zoo.pyramid_encoder import PyramidEncoder
 from model_zoo.registry import UnknownComponentError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -155,11 +156,11 @@ def check_encoder_name(name: str) -> None:
     raise UnknownComponentError(f"unknown encoder {name!r}.{hint} Valid: {_valid_names_message()}")
 
 
-class TorchvisionEncoder(nn.Module):
+class TorchvisionEncoder(PyramidEncoder):
     """A torchvision classifier cut into smp-style features by ``create_feature_extractor``."""
 
     def __init__(self, name: str, depth: int = 5, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        super().__init__()
+        super().__init__(name, (3, *TV_ENCODERS[name].channels[:depth]))
         from torchvision.models import get_model
         from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -170,17 +171,6 @@ class TorchvisionEncoder(nn.Module):
             model.load_state_dict(kept, strict=True)
         nodes = spec.nodes[:depth]
         self.body = create_feature_extractor(model, return_nodes={n: str(i) for i, n in enumerate(nodes)})
-        self.name = name
-        self._depth = depth
-        self._out_channels = (3, *spec.channels[:depth])
-
-    @property
-    def out_channels(self) -> tuple[int, ...]:
-        return self._out_channels
-
-    @property
-    def output_stride(self) -> int:
-        return 2**self._depth
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [x, *self.body(x).values()]

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model_zoo.pyramid_encoder import PyramidEncoder
+
 WIDTHS = (32, 64, 128, 256, 320)
 
 
@@ -53,13 +55,13 @@ def _conv_norm_act(c_in: int, c_out: int, stride: int, norm: str) -> list[nn.Mod
     ]
 
 
-class PlainEncoder(nn.Module):
-    """smp's encoder convention: ``forward(x)`` gives the input then features at strides 2 .. 2**depth."""
+class PlainEncoder(PyramidEncoder):
+    """The input, then the stages' features at strides 2 .. 2**depth."""
 
     def __init__(self, name: str, depth: int = 5, in_channels: int = 3) -> None:
-        super().__init__()
         spec = PLAIN_ENCODERS[name]
         widths = spec.widths[:depth]
+        super().__init__(name, (in_channels, *widths))
         inputs = (in_channels, *widths[:-1])
         self.stages = nn.ModuleList(
             nn.Sequential(
@@ -70,17 +72,6 @@ class PlainEncoder(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):  # nnU-Net's init for LeakyReLU networks
                 nn.init.kaiming_normal_(module.weight, a=0.01)
-        self.name = name
-        self._depth = depth
-        self._out_channels = (in_channels, *widths)
-
-    @property
-    def out_channels(self) -> tuple[int, ...]:
-        return self._out_channels
-
-    @property
-    def output_stride(self) -> int:
-        return 2**self._depth
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = [x]
