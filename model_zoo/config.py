@@ -75,7 +75,8 @@ class ModelConfig(Section):
     """Everything needed to build the joint segmentation + classification network."""
 
     encoder: Annotated[str, check(_check_encoder, lookup=True)] = field(
-        default="resnet18", metadata={"description": "smp encoder, 'tu-<timm name>' or 'tv-<torchvision>'"}
+        default="resnet18",
+        metadata={"description": "smp encoder, 'tu-<timm name>', 'tv-<torchvision>' or plain_bn / plain_in"},
     )
     encoder_weights: str | None = field(
         default=None, metadata={"description": "imagenet | null | path to a .pth/.safetensors state dict"}

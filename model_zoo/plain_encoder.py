@@ -1,15 +1,17 @@
-"""nnU-Net's plain convolutional encoder, for training from scratch (``plain_bn``, ``plain_in``).
+"""nnU-Net-style plain convolutional encoder, for training from scratch (``plain_bn``, ``plain_in``).
 
 Each stage is two 3x3 convolutions, each followed by a normalisation and LeakyReLU(0.01), the first with
-stride 2; the widths are nnU-Net's 2D ones (32, 64, 128, 256, 320), which the anchor study of issue 13
-(Aumente-Maestro et al. 2025) also trains from scratch on BUSI. nnU-Net's full-resolution stage is left
-out: smp's decoders never read the stride-1 feature (it is the input, by their convention), so the first
-stage starts at stride 2, which also spares the most expensive convolutions on a CPU.
+stride 2. The widths (32, 64, 128, 256, 320) are the list the anchor study of issue 13 (Aumente-Maestro et
+al. 2025) trains from scratch on BUSI (nnU-Net's, capped at its 3D limit of 320), shifted one stage: nnU-Net's
+full-resolution stage is left out, since smp's decoders never read the stride-1 feature (it is the input,
+by their convention), so the first stage starts at stride 2, which also spares the most expensive
+convolutions on a CPU. At each stride that is half nnU-Net's 2D width (64 at stride 2 ... 512 at 32).
 
 Why it exists: ImageNet encoders (ResNets, EfficientNets) are designed to be pretrained; nnU-Net's plain
 network is the from-scratch practice for medical segmentation. Measured on the 2-core development VM
 (batch 16, 128 px, bf16 autocast, forward + backward + AdamW, smp U-Net decoder [128, 64, 32, 32, 16]):
-ResNet-18 36.4 images/s with 12.5 M parameters, ``plain_in`` 48.5, ``plain_bn`` 56.1 with 3.9 M.
+ResNet-18 36.4 images/s with 12.5 M parameters, ``plain_in`` 48.5, ``plain_bn`` 56.1 with 3.9 M (instance
+norm on the CPU returns contiguous tensors, so ``plain_in`` leaves channels_last at every stage).
 
 No pretrained weights exist for it; a state-dict file (``encoder_weights: path``) still loads.
 """
