@@ -4,7 +4,8 @@ Geometry (horizontal flip, rotation, scale, translation) is one affine matrix pe
 grid that moves image and mask together: ``grid_sample`` interpolates the image bilinearly and the mask
 with nearest neighbour, so it stays binary. The grid is exactly ``F.affine_grid(theta, ...,
 align_corners=False)`` (tested), built by broadcasting instead of a batched matrix product, which is
-several times cheaper on the CPU. Then, on the image only and each on a share of the images where set, the
+several times cheaper on the CPU. Where set, lesions are then carved from one image of a class into another
+(CarveMix, :meth:`BatchAugment.paste_lesions`). Then, on the image only and each on a share of the images where set, the
 degradations of nnU-Net's augmentation (a lower resolution simulated, a Gaussian blur: ultrasound
 machines and settings differ in both), and the intensity changes: gamma, contrast around the
 image mean and brightness (one fused multiply-add), multiplicative speckle noise, then a clamp to [0, 1].
@@ -104,8 +105,46 @@ class BatchAugment:
         x = F.conv2d(x, kernel.view(n, 1, -1, 1), groups=n).view_as(images)
         return torch.where(chosen.view(n, 1, 1, 1), x, images)
 
-    def __call__(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return augmented copies of float ``[B, 1, H, W]`` batches; masks stay 0/1."""
+    def paste_lesions(
+        self, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """CarveMix (Zhang et al., MICCAI 2021) inside the batch: a share ``cfg.lesion_paste`` of the lesion
+        images each get the lesion of another lesion image of the same class, with the tissue within
+        ``cfg.lesion_paste_margin`` of the image side around it, carved in where it lies (the geometry drawn
+        before has already moved it). The seam is feathered over half the margin; inside the carved region
+        the donor's mask replaces the target's. Labels stay true: a benign lesion only goes into a benign
+        image. Images without a lesion, or without a same-class partner in the batch, pass unchanged."""
+        cfg, n, device = self.cfg, images.shape[0], images.device
+        chosen = self._chosen(n, cfg.lesion_paste, device).tolist()
+        pick = self._uniform(n, 0.0, 1.0, device).tolist()
+        lesion = (masks.flatten(1).amax(dim=1) > 0.5).tolist()
+        label = labels.tolist()
+        pairs = []
+        for i in (i for i in range(n) if chosen[i] and lesion[i]):
+            pool = [j for j in range(n) if j != i and lesion[j] and label[j] == label[i]]
+            if pool:
+                pairs.append((i, pool[min(int(pick[i] * len(pool)), len(pool) - 1)]))
+        if not pairs:
+            return images, masks
+        target = torch.tensor([i for i, _ in pairs], device=device)
+        donor = torch.tensor([j for _, j in pairs], device=device)
+        margin = round(cfg.lesion_paste_margin * min(images.shape[-2:]))
+        feather = margin // 2
+        region = masks[donor]
+        if margin > 0:  # the lesion and its surrounding tissue
+            region = F.max_pool2d(region, 2 * margin + 1, stride=1, padding=margin)
+        if feather > 0:  # 1 on the lesion itself (it lies a full margin inside), 0 a margin and a half out
+            region = F.avg_pool2d(region, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
+        images, masks = images.clone(), masks.clone()
+        images[target] = torch.lerp(images[target], images[donor], region)
+        masks[target] = torch.where(region >= 0.5, masks[donor], masks[target])
+        return images, masks
+
+    def __call__(
+        self, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return augmented copies of float ``[B, 1, H, W]`` batches; masks stay 0/1. ``labels`` (class
+        indices ``[B]``) are needed only by ``lesion_paste``, which keeps a lesion within its class."""
         cfg = self.cfg
         n, device = images.shape[0], images.device
         if self.geometric:
@@ -115,6 +154,10 @@ class BatchAugment:
         else:
             images = images.clone()
         # Drawn only when set, so runs without them keep their random stream.
+        if cfg.lesion_paste > 0:
+            if labels is None:
+                raise ValueError("augment.lesion_paste needs the batch's class labels to keep lesions in class")
+            images, masks = self.paste_lesions(images, masks, labels)
         if cfg.lowres > 0:
             images = self.lowres(images)
         if cfg.blur > 0:

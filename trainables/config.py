@@ -68,6 +68,23 @@ class AugmentConfig(Section):
     lowres_zoom: tuple[float, float] = field(
         default=(0.5, 1.0), metadata={"description": "downsampling factor range before the upsampling"}
     )
+    lesion_paste: float = field(
+        default=0.0,
+        metadata={
+            "ge": 0.0,
+            "le": 1.0,
+            "description": "share of lesion images that get the lesion of another same-class image of the "
+            "batch carved in (CarveMix)",
+        },
+    )
+    lesion_paste_margin: float = field(
+        default=0.05,
+        metadata={
+            "ge": 0.0,
+            "le": 0.25,
+            "description": "tissue kept around the carved lesion, fraction of the image side",
+        },
+    )
 
     def validate(self) -> list[str]:
         """Ranges run low to high; blur and low-resolution settings stay where they mean something."""

@@ -373,7 +373,7 @@ class CrossValLoop:
         seen = 0
         for b, idx in enumerate(batches):
             x, m, y = self._batch(idx)
-            x, m = self.augment(x, m)
+            x, m = self.augment(x, m, y)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(self.device, self.amp):
