@@ -4,11 +4,11 @@ Geometry (horizontal flip, rotation, scale, translation) is one affine matrix pe
 grid that moves image and mask together: ``grid_sample`` interpolates the image bilinearly and the mask
 with nearest neighbour, so it stays binary. The grid is exactly ``F.affine_grid(theta, ...,
 align_corners=False)`` (tested), built by broadcasting instead of a batched matrix product, which is
-several times cheaper on the CPU. Where set, lesions are then carved from one image of a class into another
-(CarveMix, :meth:`BatchAugment.paste_lesions`). Then, on the image only and each on a share of the images where set, the
-degradations of nnU-Net's augmentation (a lower resolution simulated, a Gaussian blur: ultrasound
-machines and settings differ in both), and the intensity changes: gamma, contrast around the
-image mean and brightness (one fused multiply-add), multiplicative speckle noise, then a clamp to [0, 1].
+several times cheaper on the CPU. Where set, lesions are then carved from one image of a class into
+another (CarveMix, :meth:`BatchAugment.paste_lesions`). Then, on the image only and each on a share of the
+images where set, the degradations of nnU-Net's augmentation (a lower resolution simulated, a Gaussian
+blur: ultrasound machines and settings differ in both), and the intensity changes: gamma, contrast around
+the image mean and brightness (one fused multiply-add), multiplicative speckle noise, then a clamp to [0, 1].
 Every random parameter comes from the ``torch.Generator`` passed in, so a run is repeatable and its
 augmentation stream can be saved and restored with the loop's state.
 """
@@ -156,7 +156,7 @@ class BatchAugment:
         # Drawn only when set, so runs without them keep their random stream.
         if cfg.lesion_paste > 0:
             if labels is None:
-                raise ValueError("augment.lesion_paste needs the batch's class labels to keep lesions in class")
+                raise ValueError("augment.lesion_paste needs the batch's labels to keep lesions in class")
             images, masks = self.paste_lesions(images, masks, labels)
         if cfg.lowres > 0:
             images = self.lowres(images)

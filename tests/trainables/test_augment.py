@@ -202,6 +202,65 @@ def test_ranges_must_run_low_to_high() -> None:
         ({"scale": [1.2, 0.8]}, "scale"),
         ({"lowres_zoom": [0.5, 1.5]}, "lowres_zoom"),
         ({"blur_sigma": [0.0, 1.0]}, "blur_sigma"),
+        ({"lesion_paste": 1.5}, "lesion_paste"),
+        ({"lesion_paste_margin": 0.5}, "lesion_paste_margin"),
     ):
         with pytest.raises(SpecError, match=word):
             from_dict(TrainConfig, {"augment": bad})
+
+
+def _lesion_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Four 32 px images: two benign (label 1) with lesions apart, one malignant (2), one normal (0)."""
+    images = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(7)) * 0.3
+    masks = torch.zeros(4, 1, 32, 32)
+    masks[0, 0, 4:10, 4:10] = 1.0
+    masks[1, 0, 20:27, 18:26] = 1.0
+    masks[2, 0, 12:18, 12:18] = 1.0
+    images = images + 0.6 * masks
+    return images, masks, torch.tensor([1, 1, 2, 0])
+
+
+def test_lesion_paste_carves_a_same_class_lesion_and_its_mask_in() -> None:
+    images, masks, labels = _lesion_batch()
+    out, out_m = _aug(lesion_paste=1.0, lesion_paste_margin=0.1)(images, masks, labels)
+    # The two benign images swap lesions in: each keeps its own and gains the other's, pixel for pixel.
+    for target, donor in ((0, 1), (1, 0)):
+        lesion = masks[donor, 0] > 0
+        assert torch.equal(out[target, 0][lesion], images[donor, 0][lesion])
+        assert torch.equal(out_m[target, 0], torch.maximum(masks[0, 0], masks[1, 0]))
+    # No same-class partner (malignant) or no lesion (normal): unchanged.
+    assert torch.equal(out[2:], images[2:]) and torch.equal(out_m[2:], masks[2:])
+    assert set(out_m.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_lesion_paste_feathers_the_margin_and_leaves_far_tissue() -> None:
+    images, masks, labels = _lesion_batch()
+    # A margin of 3 px, feathered over 1 px.
+    out, _ = _aug(lesion_paste=1.0, lesion_paste_margin=0.1)(images, masks, labels)
+    far = torch.ones(32, 32, dtype=torch.bool)
+    far[20 - 5 : 27 + 5, 18 - 5 : 26 + 5] = False  # image 1's lesion, grown by margin + feather + 1
+    assert torch.equal(out[0, 0][far], images[0, 0][far])
+    ring = out[0, 0, 20 - 4, 18:26]  # inside the feather: a blend of both images, neither one
+    assert not torch.equal(ring, images[0, 0, 16, 18:26]) and not torch.equal(ring, images[1, 0, 16, 18:26])
+
+
+def test_lesion_paste_margin_zero_carves_the_lesion_alone() -> None:
+    images, masks, labels = _lesion_batch()
+    out, _ = _aug(lesion_paste=1.0, lesion_paste_margin=0.0)(images, masks, labels)
+    expected = torch.where(masks[1] > 0, images[1], images[0])
+    assert torch.equal(out[0], expected)
+
+
+def test_lesion_paste_reaches_its_share_and_needs_labels() -> None:
+    import pytest
+
+    images, masks = _batch(n=64)
+    labels = torch.ones(64, dtype=torch.long)
+    out, _ = _aug(lesion_paste=0.5)(images, masks, labels)
+    changed = (out != images).flatten(1).any(dim=1).float().mean().item()
+    assert 0.3 < changed < 0.7
+    with pytest.raises(ValueError, match="labels"):
+        _aug(lesion_paste=0.5)(images, masks)
+    a, _ = _aug(seed=3, rotate=10.0)(images, masks)  # off: no labels needed, the random stream kept
+    b, _ = _aug(seed=3, rotate=10.0, lesion_paste_margin=0.2)(images, masks, labels)
+    assert torch.equal(a, b)

@@ -228,6 +228,7 @@ def test_a_single_train_only_fold_trains_without_validating(data: tuple) -> None
             "schedule": "constant",
             "warmup_epochs": 0,
             "loss": {"cls": "focal", "seg": "tversky"},
+            "augment": {"lesion_paste": 1.0, "blur": 0.5, "lowres": 0.5},  # the loop hands labels over
         },
     ],
 )
