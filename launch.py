@@ -216,6 +216,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _verb(
         sub,
+        "augment-preview",
+        "analysis.commands:cmd_augment_preview",
+        "draw development images of each class as loaded and after a spec's train.augment (no training)",
+    )
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument("--data", metavar="DIR", help="override data.root")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a spec field, e.g. --set train.augment.rotate=30 (repeatable)",
+    )
+    p.add_argument("--out", metavar="OUT.png", help="default <spec name>_augment.png")
+    p.add_argument("--per-class", type=int, default=3, help="images of each class (columns)")
+    p.add_argument("--draws", type=int, default=3, help="augmented draws of the batch (rows)")
+    p.add_argument("--seed", type=int, default=0, help="picks the images and the augmentation stream")
+
+    p = _verb(
+        sub,
         "learning-curve",
         "analysis.commands:cmd_learning_curve",
         "CV figures against training images: runs of one recipe at several data.train_fraction",

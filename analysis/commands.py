@@ -121,6 +121,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return _print_report(report, data, args.json_out)
 
 
+def cmd_augment_preview(args: argparse.Namespace) -> int:
+    """``launch.py augment-preview SPEC [--data DIR] [--set K=V] [--out F] [--per-class N] [--draws N]``."""
+    from analysis.augment_preview import augment_preview
+    from trainables.spec import load_spec, with_data_root
+
+    spec = load_spec(args.spec, args.overrides)
+    if args.data:
+        spec = with_data_root(spec, args.data)
+    out = Path(args.out) if args.out else Path(f"{spec.name}_augment.png")
+    try:
+        path = augment_preview(spec, out, per_class=args.per_class, draws=args.draws, seed=args.seed)
+    except ValueError as exc:
+        print(f"augment-preview: {exc}", file=sys.stderr)
+        return BAD_INPUT
+    print(f"figure: {path}")
+    return OK
+
+
 def _print_report(report: str, data: dict[str, Any], json_out: str | None) -> int:
     """Print a Markdown report, write its data to ``json_out`` (strict JSON) and name the figure drawn."""
     print(report)
