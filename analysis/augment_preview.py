@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model_zoo.errors import UserError
 from trainables.spec import Spec
 
 
@@ -21,7 +22,7 @@ def preview_rows(labels: np.ndarray, candidates: np.ndarray, per_class: int, see
     """Up to ``per_class`` rows of ``candidates`` for each class present, drawn with ``seed``, class by
     class in label order (fewer where a class has fewer)."""
     if per_class < 1:
-        raise ValueError(f"per_class: {per_class}; at least 1 image of each class")
+        raise UserError(f"--per-class {per_class}: at least 1 image of each class")
     rng = np.random.default_rng(seed)
     picked = []
     for label in np.unique(labels[candidates]):
@@ -44,8 +45,10 @@ def augment_preview(
     from trainables.data.splits import split_indices
     from trainables.loop import load_batch
 
-    if draws < 1:
-        raise ValueError(f"draws: {draws}; at least 1 augmented draw")
+    if draws < 1:  # both counts checked before the data load
+        raise UserError(f"--draws {draws}: at least 1 augmented draw")
+    if per_class < 1:
+        raise UserError(f"--per-class {per_class}: at least 1 image of each class")
     dataset, splits = load_run_data(spec.data, progress=progress)
     rows = preview_rows(dataset.labels, split_indices(splits, dataset).dev, per_class, seed)
     images, masks, labels = load_batch(

@@ -1,5 +1,6 @@
-"""``launch.py`` verbs owned by ``analysis``: ``analyze``, ``compare``, ``refit``, ``predict``,
-``evaluate``; and :func:`analyze`, the analysis as one call (the pipeline uses it per stage).
+"""``launch.py`` verbs owned by ``analysis``: ``analyze``, ``compare``, ``learning-curve``,
+``augment-preview``, ``refit``, ``predict``, ``evaluate``; and :func:`analyze`, the analysis as one
+call (the pipeline uses it per stage).
 
 Exit status: 0 success; 1 a run that partly failed (predict: some images could not be read); 2 bad
 input (a folder that is not an experiment, an invalid spec, a file that is not a bundle, no GPU, a data
@@ -130,11 +131,7 @@ def cmd_augment_preview(args: argparse.Namespace) -> int:
     if args.data:
         spec = with_data_root(spec, args.data)
     out = Path(args.out) if args.out else Path(f"{spec.name}_augment.png")
-    try:
-        path = augment_preview(spec, out, per_class=args.per_class, draws=args.draws, seed=args.seed)
-    except ValueError as exc:
-        print(f"augment-preview: {exc}", file=sys.stderr)
-        return BAD_INPUT
+    path = augment_preview(spec, out, per_class=args.per_class, draws=args.draws, seed=args.seed)
     print(f"figure: {path}")
     return OK
 

@@ -113,7 +113,9 @@ class BatchAugment:
         ``cfg.lesion_paste_margin`` of the image side around it, carved in where it lies (the geometry drawn
         before has already moved it). The seam is feathered over half the margin; inside the carved region
         the donor's mask replaces the target's. Labels stay true: a benign lesion only goes into a benign
-        image. Images without a lesion, or without a same-class partner in the batch, pass unchanged."""
+        image. Images without a lesion, or without a same-class partner in the batch, pass unchanged. The
+        rim is a square dilation (max pooling), its blend a box filter; black pixels the geometry brought
+        in at the donor's edge are carved like any other (BUSI's lesions rarely reach the edge)."""
         cfg, n, device = self.cfg, images.shape[0], images.device
         chosen = self._chosen(n, cfg.lesion_paste, device).tolist()
         pick = self._uniform(n, 0.0, 1.0, device).tolist()
@@ -129,11 +131,11 @@ class BatchAugment:
         target = torch.tensor([i for i, _ in pairs], device=device)
         donor = torch.tensor([j for _, j in pairs], device=device)
         margin = round(cfg.lesion_paste_margin * min(images.shape[-2:]))
-        feather = margin // 2
-        region = masks[donor]
+        feather = max(1, margin // 2) if margin > 0 else 0
+        region = masks[donor].to(images.dtype)
         if margin > 0:  # the lesion and its surrounding tissue
             region = F.max_pool2d(region, 2 * margin + 1, stride=1, padding=margin)
-        if feather > 0:  # 1 on the lesion itself (it lies a full margin inside), 0 a margin and a half out
+        if feather > 0:  # 1 on the lesion itself (it lies a full margin inside), 0 beyond margin + feather
             region = F.avg_pool2d(region, 2 * feather + 1, stride=1, padding=feather, count_include_pad=False)
         images, masks = images.clone(), masks.clone()
         images[target] = torch.lerp(images[target], images[donor], region)

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from analysis.augment_preview import augment_preview, preview_rows
+from model_zoo.errors import UserError
 from trainables.spec import spec_from_dict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,11 +30,13 @@ def test_preview_rows_take_each_class_from_the_candidates_only() -> None:
     assert [int((labels[rows] == k).sum()) for k in (0, 1, 2)] == [2, 1, 2]  # class 1 has one candidate
     assert list(labels[rows]) == sorted(labels[rows])  # class by class
     assert np.array_equal(rows, preview_rows(labels, candidates, per_class=2, seed=0))
-    with pytest.raises(ValueError, match="per_class"):
+    with pytest.raises(UserError, match="per-class"):
         preview_rows(labels, candidates, per_class=0, seed=0)
 
 
-def test_preview_draws_development_images_of_every_class(tmp_path: Path, monkeypatch) -> None:
+def test_preview_draws_development_images_of_every_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import analysis.augment_preview as module
     from trainables.data.splits import split_indices
 
@@ -54,8 +57,10 @@ def test_preview_draws_development_images_of_every_class(tmp_path: Path, monkeyp
     assert not set(seen["rows"]) & set(parts.test) and set(seen["rows"]) <= set(parts.dev)
     assert sorted(set(dataset.labels[seen["rows"]])) == [0, 1, 2]
     width, height = Image.open(out).size
-    assert width > height  # 6 columns (2 per class), 3 rows (as loaded + 2 draws)
-    with pytest.raises(ValueError, match="draws"):
+    assert width > height  # 6 columns (2 per class)
+    one_draw = augment_preview(spec, tmp_path / "one.png", per_class=2, draws=1, progress=False)
+    assert Image.open(one_draw).size[1] < height  # one row fewer: as loaded + 1 draw
+    with pytest.raises(UserError, match="draws"):
         augment_preview(spec, tmp_path / "q.png", draws=0, progress=False)
 
 

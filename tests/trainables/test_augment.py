@@ -261,6 +261,27 @@ def test_lesion_paste_reaches_its_share_and_needs_labels() -> None:
     assert 0.3 < changed < 0.7
     with pytest.raises(ValueError, match="labels"):
         _aug(lesion_paste=0.5)(images, masks)
-    a, _ = _aug(seed=3, rotate=10.0)(images, masks)  # off: no labels needed, the random stream kept
-    b, _ = _aug(seed=3, rotate=10.0, lesion_paste_margin=0.2)(images, masks, labels)
-    assert torch.equal(a, b)
+
+
+def test_lesion_paste_inside_a_lesion_leaves_a_ring_by_the_half_threshold() -> None:
+    images = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    masks = torch.zeros(2, 1, 32, 32)
+    masks[0, 0, 10:20, 10:20] = 1.0  # the target's large lesion
+    masks[1, 0, 14:17, 14:17] = 1.0  # a small donor lesion inside it
+    out, out_m = _aug(lesion_paste=1.0, lesion_paste_margin=0.1)(images, masks, torch.tensor([1, 1]))
+    m = out_m[0, 0]
+    assert m[14:17, 14:17].eq(1).all()  # the donor's lesion
+    assert m[12, 12] == 0 and m[11, 15] == 0  # the target's lesion inside the carved region (weight >= 0.5)
+    assert m[10, 15] == 1  # ... and outside it (weight 1/3): a ring around the donor's
+    core = torch.zeros(32, 32, dtype=torch.bool)
+    core[12:19, 12:19] = True  # weight 1: the donor's image as it is
+    assert torch.equal(out[0, 0][core], images[1, 0][core])
+
+
+def test_lesion_paste_draws_the_same_numbers_whatever_the_batch_holds() -> None:
+    images, masks = _batch()
+    one_class, two_classes = torch.ones(16, dtype=torch.long), torch.arange(16) % 2
+    first, second = _aug(seed=3, lesion_paste=0.5, speckle=0.1), _aug(seed=3, lesion_paste=0.5, speckle=0.1)
+    first(images, masks, one_class)
+    second(images, masks, two_classes)  # other pairs, other images carved
+    assert torch.equal(first(images, masks, one_class)[0], second(images, masks, one_class)[0])
