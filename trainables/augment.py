@@ -108,14 +108,16 @@ class BatchAugment:
     def paste_lesions(
         self, images: torch.Tensor, masks: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """CarveMix (Zhang et al., MICCAI 2021) inside the batch: a share ``cfg.lesion_paste`` of the lesion
-        images each get the lesion of another lesion image of the same class, with the tissue within
-        ``cfg.lesion_paste_margin`` of the image side around it, carved in where it lies (the geometry drawn
-        before has already moved it). The seam is feathered over half the margin; inside the carved region
-        the donor's mask replaces the target's. Labels stay true: a benign lesion only goes into a benign
-        image. Images without a lesion, or without a same-class partner in the batch, pass unchanged. The
-        rim is a square dilation (max pooling), its blend a box filter; black pixels the geometry brought
-        in at the donor's edge are carved like any other (BUSI's lesions rarely reach the edge)."""
+        """A simplified CarveMix (Zhang et al., MICCAI 2021: there the carved region's size is drawn from
+        the lesion's distance map, here a fixed rim) inside the batch: a share ``cfg.lesion_paste`` of the
+        lesion images each get the lesion of another lesion image of the same class, with the tissue
+        within ``cfg.lesion_paste_margin`` of the image side around it, carved in where it lies (the
+        geometry drawn before has already moved it). The seam is feathered over half the margin; inside the
+        carved region the donor's mask replaces the target's. Labels stay true: a benign lesion only goes
+        into a benign image. Images without a lesion, or without a same-class partner in the batch, pass
+        unchanged. The rim is a square dilation (max pooling), its blend a box filter; black pixels the
+        geometry brought in at the donor's edge are carved like any other (BUSI's lesions rarely reach
+        the edge)."""
         cfg, n, device = self.cfg, images.shape[0], images.device
         chosen = self._chosen(n, cfg.lesion_paste, device).tolist()
         pick = self._uniform(n, 0.0, 1.0, device).tolist()
