@@ -33,6 +33,20 @@ def _run_report_arguments(p: argparse.ArgumentParser, runs: str, window: str, fi
     p.add_argument("--json", dest="json_out", metavar="OUT.json", help="also write the report's data as JSON")
 
 
+def _spec_arguments(p: argparse.ArgumentParser, example: str) -> None:
+    """The arguments every verb that reads a spec takes: the file, ``--data``, ``--set`` overrides."""
+    p.add_argument("spec", metavar="SPEC.yaml")
+    p.add_argument("--data", metavar="DIR", help="override data.root")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a spec field, e.g. --set {example} (repeatable)",
+    )
+
+
 def _verb(sub: argparse._SubParsersAction, name: str, target: str, help: str) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, help=help, description=help)
     parser.set_defaults(_target=target)
@@ -126,17 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="imagenet")
 
     p = _verb(sub, "train", "trainables.commands:cmd_train", "train one config with the K-fold lockstep loop")
-    p.add_argument("spec", metavar="SPEC.yaml")
-    p.add_argument("--data", metavar="DIR", help="override data.root")
+    _spec_arguments(p, "train.lr=1e-3")
     p.add_argument("--out", metavar="DIR", help="output folder (default runs/train/<name>)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field, e.g. --set train.lr=1e-3 (repeatable)",
-    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--resume", action="store_true", help="continue from the state saved in --out")
     p.add_argument(
@@ -146,8 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _verb(
         sub, "search", "search.commands:cmd_search", "run an architecture + hyperparameter search on Ray Tune"
     )
-    p.add_argument("spec", metavar="SPEC.yaml")
-    p.add_argument("--data", metavar="DIR", help="override data.root")
+    _spec_arguments(p, "search.num_samples=8")
     p.add_argument(
         "--storage", default="runs", metavar="PATH|URI", help="local folder, NFS path, s3://, gs://"
     )
@@ -158,7 +162,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--address", help="join a Ray cluster: auto | HOST:PORT | ray://HOST:PORT (default: local Ray)"
     )
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the experiment of the same name")
     group.add_argument(
@@ -220,16 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analysis.commands:cmd_augment_preview",
         "draw development images of each class as loaded and after a spec's train.augment (no training)",
     )
-    p.add_argument("spec", metavar="SPEC.yaml")
-    p.add_argument("--data", metavar="DIR", help="override data.root")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a spec field, e.g. --set train.augment.rotate=30 (repeatable)",
-    )
+    _spec_arguments(p, "train.augment.rotate=30")
     p.add_argument("--out", metavar="OUT.png", help="default <spec name>_augment.png")
     p.add_argument("--per-class", type=int, default=3, help="images of each class (columns)")
     p.add_argument("--draws", type=int, default=3, help="augmented draws of the batch (rows)")
