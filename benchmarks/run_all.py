@@ -66,6 +66,29 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "gpu": ([], []),
     "dedup_busi": ([], []),  # needs BUS_REAL_DATA; prints a skip line without it
     "anchor_protocol": ([], []),  # needs --run RUN_DIR (a train run); prints a skip line without it
+    "grad_balance": (
+        ["--variant", "cbam", "model.attention=cbam", "--variant", "none", "model.attention=none"],
+        [
+            "--variant",
+            "cbam",
+            "model.attention=cbam",
+            "--variant",
+            "none",
+            "model.attention=none",
+            "--set",
+            "model.encoder=tu-test_efficientnet",
+            "--size",
+            "64",
+            "--n-per-class",
+            "4",
+            "4",
+            "4",
+            "--per-class",
+            "2",
+            "--seeds",
+            "0",
+        ],
+    ),
     "cpu_speed": (
         [],
         [

@@ -25,6 +25,7 @@ MODULES = (
     "dedup_busi",
     "cpu_speed",
     "anchor_protocol",
+    "grad_balance",
 )
 TINY_MODEL = '{"encoder": "tu-test_efficientnet", "encoder_weights": null, "decoder": "unet"}'
 
@@ -259,3 +260,46 @@ def test_cpu_speed_tiny(tmp_path: Path, capsys: pytest.CaptureFixture, clean_env
     assert fig["product"].startswith(f"loop ({fig['amp_auto']}") and one["validation_ratio"] > 0
     assert set(fig["adamw_step_ms"]) == {"default", "foreach", "loop (fused)"}
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("RESULT cpu_speed: 1 thread(s): loop")
+
+
+def test_grad_norm_is_the_l2_norm_of_the_gradient() -> None:
+    import torch
+
+    from benchmarks.grad_balance import grad_norm
+
+    w, unused = torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True)
+    assert grad_norm((2 * w).sum(), [w, unused]) == pytest.approx(2 * math.sqrt(3))
+
+
+def test_grad_balance_tiny(tmp_path: Path, capsys: pytest.CaptureFixture, clean_env: None) -> None:
+    """Two variants, a variant without the classification term (its gradient must be zero) and a saved
+    bundle, on a tiny synthetic set; every norm finite, the ratio line per variant."""
+    from benchmarks import grad_balance
+    from benchmarks.run_all import BENCHMARKS
+    from model_zoo.build import build_model
+    from model_zoo.bundle import save_bundle
+    from trainables.spec import load_spec
+
+    _, quick = BENCHMARKS["grad_balance"]
+    spec = load_spec(grad_balance.DEFAULT_SPEC, ["model.encoder=tu-test_efficientnet"])
+    names = ["normal", "benign", "malignant"]
+    bundle = save_bundle(
+        tmp_path / "run" / "fold0_best.safetensors",
+        build_model(spec.model, names),
+        {
+            "class_names": names,
+            "epoch": 3,
+        },
+    )
+    argv = [*quick, "--variant", "no-cls", "train.loss.cls_weight=0", "--bundles", str(bundle)]
+    assert grad_balance.main([*argv, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "grad_balance.json").read_text())["figures"]["rows"]
+    assert [r["variant"] for r in rows] == ["cbam", "none", "no-cls", "trained"]
+    assert rows[-1]["network"] == "run/fold0_best.safetensors, epoch 3"
+    for r in rows:
+        assert r["encoder_seg"] > 0 and r["all_seg"] >= r["encoder_seg"] and r["logit_std"] > 0
+    no_cls = rows[2]
+    assert no_cls["encoder_cls"] == 0 and no_cls["all_cls"] == 0 and no_cls["encoder_ratio"] == 0
+    assert all(r["encoder_cls"] > 0 for r in rows if r["variant"] != "no-cls")
+    out = capsys.readouterr().out
+    assert "RESULT grad_balance: cbam: cls/seg gradient on the encoder" in out and "| no-cls |" in out
