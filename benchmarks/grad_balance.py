@@ -177,10 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     for label, spec in specs.items():
+        losses = losses_of(spec)
         for seed in args.seeds:
             torch.manual_seed(seed)
             model = build_model(spec.model, class_names=dataset.class_names)
-            rows.append(measured(label, f"fresh, seed {seed}", model, losses_of(spec)))
+            rows.append(measured(label, f"fresh, seed {seed}", model, losses))
     for path in args.bundles:  # its own network; the loss of the spec as given (before any variant)
         model, meta = load_bundle(path)
         network = f"{path.parent.name}/{path.name}, epoch {meta.get('epoch', '?')}"
