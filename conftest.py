@@ -86,3 +86,18 @@ def local_ray() -> Iterator[Callable[..., None]]:
 
     yield start
     ray.shutdown()
+
+
+@pytest.fixture
+def precision_probe(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[float, float], None]:
+    """``set(fp32_s, bf16_s)``: the CPU precision probe (``trainables.cpu_precision``) sees these step
+    times, on a CPU with bf16 hardware, with an empty memory and disk cache of its own."""
+    from trainables import cpu_precision, device
+
+    def set_times(fp32_s: float, bf16_s: float) -> None:
+        monkeypatch.setattr(device, "cpu_bf16_native", lambda: True)
+        monkeypatch.setattr(cpu_precision, "_MEMORY", {})
+        monkeypatch.setenv("BUS_CACHE_DIR", str(tmp_path / "bus-cache"))
+        monkeypatch.setattr(cpu_precision, "time_steps", lambda run, **kw: (fp32_s, bf16_s))
+
+    return set_times

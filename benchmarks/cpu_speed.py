@@ -11,7 +11,9 @@ first round's seconds).
 
 The product's loop runs with the project's defaults (``train.amp: auto``, ``train.channels_last: true``;
 ``--loop-set`` changes them, e.g. ``train.amp=off train.channels_last=false``, the loop's former CPU
-settings) on one train-only fold of exactly the bare loops' images. Its images/s come from the time
+settings; with ``auto`` on a CPU with bf16 hardware the loop times both precisions first, as it does
+before its first epoch, and the choice is printed and recorded) on one train-only fold of exactly the
+bare loops' images. Its images/s come from the time
 between its own per-batch callbacks (everything the loop does per batch); its ``samples_per_s`` is printed
 beside. Inference likewise: a bare eval forward per variant vs the loop's validation
 (:meth:`CrossValLoop.predict`) and :func:`analysis.predict.predict_arrays` (``predict``, ``evaluate`` and
@@ -301,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from analysis.predict import predict_arrays
+    from trainables.cpu_precision import needs_probe
     from trainables.data.splits import split_indices
     from trainables.device import amp_settings, cpu_bf16_native
     from trainables.loop import CrossValLoop
@@ -312,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu = torch.device("cpu")
     print(
         f"bf16 in hardware: {cpu_bf16_native()} (torch CPU capability "
-        f"{torch.backends.cpu.get_cpu_capability()}); train.amp auto -> {amp_settings(cpu, 'auto').name}"
+        f"{torch.backends.cpu.get_cpu_capability()}); train.amp auto -> "
+        f"{'measured (below)' if needs_probe(cpu, 'auto') else amp_settings(cpu, 'auto').name}"
     )
     n = args.steps * args.batch
     spec = spec_from_dict(
@@ -331,6 +335,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare = {v.name: Bare(v, args, dataset, split) for v in variants}
     loop = CrossValLoop(spec, dataset, split, "cpu")
     predictor = copy.deepcopy(loop.folds[0].model)  # predict puts its model in channels_last: not the loop's
+    probe = loop.choose_amp()  # train.amp auto on bf16 hardware: timed here, as step() would, not counted
+    if probe is not None:
+        print(f"train.amp auto, measured by the loop: {probe.describe()}")
     product = f"loop ({loop.amp.name}{'+cl' if loop.channels_last else ''})"
     validation, predict = f"validation {product}", "predict_arrays"
     opt_ms = optimizer_step_ms(loop.folds[0].model, spec.train)
@@ -373,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "config": vars(args),
         "bf16_native": cpu_bf16_native(),
-        "amp_auto": amp_settings(cpu, "auto").name,
+        "amp_auto": loop.amp.name if loop.cfg.amp == "auto" else amp_settings(cpu, "auto").name,
+        "amp_probe": None if probe is None else probe.as_dict(),
         "product": product,
         "adamw_step_ms": opt_ms,
         "first_round_s": first_s,

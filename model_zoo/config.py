@@ -68,6 +68,13 @@ class ClsHeadConfig(Section):
             "probabilities, detached) and give the classifier the lesion's share of the image"
         },
     )
+    norm: Literal["none", "layernorm"] = field(
+        default="none",
+        metadata={
+            "description": "normalise the pooled feature before the classifier and the latent augmentation "
+            "(layernorm: zero mean, unit variance per image, then a learned scale and shift)"
+        },
+    )
 
 
 @dataclass

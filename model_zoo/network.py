@@ -6,6 +6,7 @@
     fd -> bottleneck -> attention -> fd'          (replaces fd for the decoder)
     [f0..fd'] -> decoder -> seg head -> seg logits [B,1,H,W]
     fd' -> pool -> cls head -> cls logits [B,K]       (cls_head.lesion_pool: + fd' pooled inside the lesion)
+    (cls_head.norm: layernorm on the pooled vector, before the cls head and the latent aug)
     training with labels: pool(fd') -> latent aug -> extra (features, labels) -> cls head -> aug logits
     training with deep supervision: decoder stages at 1/2, 1/4, ... -> 1x1 conv each -> aux seg logits
 
@@ -177,6 +178,10 @@ class JointNet(nn.Module):
         pooled_features = self.pool.out_features(channels[-1])
         if self.lesion_pool is not None:
             pooled_features += self.lesion_pool.out_features(channels[-1])
+        # Why a norm option: without CBAM's sigmoid gates the pooled ResNet feature is about 3x larger,
+        # the classifier's logits start 2-3x wider and its gradient on the shared encoder is 4-8x the
+        # segmentation's (benchmarks/grad_balance.py); a layernorm fixes that scale without attention.
+        self.cls_norm = nn.LayerNorm(pooled_features) if cfg.cls_head.norm == "layernorm" else nn.Identity()
         self.cls_head = ClassificationHead(
             pooled_features, cfg.num_classes, cfg.cls_head.dropout, cfg.cls_head.hidden
         )
@@ -227,6 +232,7 @@ class JointNet(nn.Module):
         pooled = self.pool(deep)
         if self.lesion_pool is not None:
             pooled = torch.cat([pooled, self.lesion_pool(deep, seg_logits)], dim=1)
+        pooled = self.cls_norm(pooled)
         cls_logits = self.cls_head(pooled)
         aug_logits = aug_labels = None
         if self.training and labels is not None and self.latent_aug is not None:

@@ -3,7 +3,9 @@
 ``resolve_device`` never falls back silently: asking for CUDA where there is none is an error (the
 original ``--gpu`` flag quietly trained on the CPU). ``amp_settings`` turns ``train.amp`` into an autocast
 dtype and whether fp16 needs a gradient scaler; ``auto`` picks bf16 on a CPU with bf16 in hardware
-(:func:`cpu_bf16_native`), which trains about twice as fast there (``benchmarks/cpu_speed.py``).
+(:func:`cpu_bf16_native`), which trains about twice as fast on the AMD EPYC VM (``benchmarks/cpu_speed.py``)
+but slower on an Intel Xeon VM with the same instructions: the training loop and ``predict`` therefore
+time both there and keep the faster (:mod:`trainables.cpu_precision`).
 """
 
 from __future__ import annotations
@@ -72,7 +74,9 @@ def cpu_bf16_native() -> bool:
     threads): with those instructions bf16 autocast trains 1.9x as fast as fp32 (40.0 vs 21.4 images/s,
     both channels_last) and infers 2.0x as fast; without them oneDNN emulates bf16 and it is slower than
     fp32: 2.1x slower with AVX-512 but no BF16, 10x slower on AVX2 (the same CPU limited by
-    ``ONEDNN_MAX_CPU_ISA``). Other CPUs (ARM, older x86) answer False: fp32 there.
+    ``ONEDNN_MAX_CPU_ISA``). Other CPUs (ARM, older x86) answer False: fp32 there. True is necessary, not
+    sufficient: on an Intel Xeon VM with AVX-512 BF16 and no AMX, bf16 trains 1.15-1.5x slower than fp32,
+    so where it is True the loop and ``predict`` measure (:mod:`trainables.cpu_precision`).
     """
     if not torch.backends.mkldnn.is_available():
         return False

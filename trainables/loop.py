@@ -13,7 +13,8 @@ Validation runs at the working resolution: masks by the one lesion rule of :mod:
 
 Optimisation per fold: AdamW or SGD, weight decay on weights only, a per-step LR schedule (linear
 warm-up, then cosine / one-cycle / constant; see :func:`build_scheduler`; fused kernels on the CPU), AMP per
-:mod:`trainables.device` (``auto``: bf16 on CUDA and on CPUs with bf16 hardware, in training and
+:mod:`trainables.device` (``auto``: bf16 on CUDA; on a CPU with bf16 hardware the faster of bf16 and
+fp32, timed on the first step by :mod:`trainables.cpu_precision` and kept on resume; in training and
 validation), gradient clipping, ``channels_last`` weights (CPU and CUDA), optional ``torch.compile``, an
 optional exponential moving average of the weights (``train.ema``: timm's ``ModelEmaV3``, buffers included,
 its decay warmed up over the first steps; validation, checkpoints' best weights and bundles then use the
@@ -63,6 +64,7 @@ from model_zoo.files import save_torch_atomic
 from model_zoo.losses import build_loss, class_weights_from_counts
 from trainables.augment import BatchAugment
 from trainables.config import TrainConfig
+from trainables.cpu_precision import PrecisionChoice, choose_cpu_amp, needs_probe
 from trainables.device import (
     amp_settings,
     autocast,
@@ -270,6 +272,10 @@ class CrossValLoop:
         self.cfg: TrainConfig = spec.train
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.amp = amp_settings(self.device, self.cfg.amp)
+        # auto on a CPU with bf16 hardware: measured on the first step() unless a resumed state says
+        # which precision the run trained in (trainables.cpu_precision)
+        self.amp_choice: PrecisionChoice | None = None
+        self._probe_amp = needs_probe(self.device, self.cfg.amp)
         self.class_names = tuple(dataset.class_names)
         if spec.model.num_classes != len(self.class_names):
             raise ValueError(
@@ -355,6 +361,28 @@ class CrossValLoop:
     def done(self) -> bool:
         """All epochs run, or every fold stopped early."""
         return self.epoch >= self.cfg.epochs or all(f.stopped for f in self.folds)
+
+    def choose_amp(self) -> PrecisionChoice | None:
+        """Decide ``train.amp: auto`` on a CPU with bf16 hardware by timing a training step of the first
+        active fold's model in both precisions (:func:`trainables.cpu_precision.choose_cpu_amp`; the
+        weights and random streams are left as they were). ``step()`` calls it once; a no-op after that,
+        after a resume that recorded the precision, and wherever ``amp_settings`` decides alone."""
+        if not self._probe_amp:
+            return self.amp_choice
+        fold = next((f for f in self.folds if not f.stopped), self.folds[0])
+        height, width = (int(s) for s in self.images.shape[-2:])
+        batch = min(self.cfg.batch_size, len(fold.train_idx))
+        self.amp_choice = choose_cpu_amp(
+            fold.model,
+            (batch, 1, height, width),
+            model_id=fold.model.config_dict(),
+            loss_fn=fold.loss_fn,
+            num_classes=len(self.class_names),
+            channels_last=self.channels_last,
+        )
+        self.amp = amp_settings(self.device, self.amp_choice.amp)
+        self._probe_amp = False
+        return self.amp_choice
 
     def batches_per_epoch(self) -> int:
         """Training batches the next ``step()`` runs over all active folds (for progress bars)."""
@@ -451,6 +479,7 @@ class CrossValLoop:
         """
         if self.done:
             raise RuntimeError(f"the loop is done (epoch {self.epoch} of {self.cfg.epochs}); nothing to step")
+        self.choose_amp()
         start = time.perf_counter()
         result: dict[str, float] = {}
         per_fold: list[dict[str, float]] = []
@@ -520,6 +549,8 @@ class CrossValLoop:
             "device": str(self.device),
             "amp": self.amp.name,
         }
+        if self.amp_choice is not None:
+            out["amp_probe"] = self.amp_choice.as_dict()
         if not self.history:
             return out
         scores = [h["val/score"] for h in self.history]
@@ -565,6 +596,8 @@ class CrossValLoop:
         return {
             "version": STATE_VERSION,
             "epoch": self.epoch,
+            "amp": None if self._probe_amp else self.amp.name,  # None: not measured yet
+            "amp_probe": None if self.amp_choice is None else self.amp_choice.as_dict(),
             "score_best": self.score_best,
             "split": self._split_digest,
             "history": [dict(h) for h in self.history],
@@ -612,6 +645,11 @@ class CrossValLoop:
             fold.last_metrics = _fold_val_metrics(state["history"], fold.index, int(state["epoch"]))
             fold.last_finite_loss = saved["last_finite_loss"]
             fold.last_lr = float(saved["last_lr"])
+        if self._probe_amp and state.get("amp") in ("bf16", "off"):  # a resumed run keeps its precision
+            self.amp = amp_settings(self.device, state["amp"])
+            probe = state.get("amp_probe")
+            self.amp_choice = PrecisionChoice(**{**probe, "source": "state"}) if probe else None
+            self._probe_amp = False
         self.epoch = int(state["epoch"])
         self.score_best = float(state["score_best"])
         self.history = [dict(h) for h in state["history"]]

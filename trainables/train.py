@@ -203,7 +203,10 @@ def run_train(
         if resume:
             loop.load_state_dict(read_loop_state(out / TRAIN_STATE_FILE))
             print(f"resumed {out} after epoch {loop.epoch}", file=sys.stderr)
-        else:
+        choice = loop.choose_amp()  # train.amp auto on a CPU with bf16 hardware: timed once, kept on resume
+        if choice is not None and progress:
+            print(f"train.amp auto: {choice.describe()}", file=sys.stderr)
+        if not resume:
             save_spec(spec, out / "spec.yaml")
             save_splits(splits, out / "splits.json")
             write_json(out / "data.json", info)

@@ -219,3 +219,23 @@ def test_lesion_pool_feeds_the_classifier_without_moving_the_segmentation() -> N
         model.seg_head.conv.bias.fill_(5.0)
         after = model(x).cls_logits
     assert not torch.allclose(before, after)
+
+
+def test_cls_norm_gives_the_classifier_a_unit_scale_input_whatever_the_feature_scale() -> None:
+    torch.manual_seed(0)
+    model = build_model(
+        {"encoder": "tu-test_resnet", "latent_aug": {"mode": "noise"}, "cls_head": {"norm": "layernorm"}}
+    ).eval()
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        features = model(x).features
+        deep = model.attention(model.bottleneck(model.encoder(model.preprocess(x))[-1]))
+    assert features.shape == (3, model.encoder_channels[-1])
+    assert torch.allclose(features.mean(dim=1), torch.zeros(3), atol=1e-5)
+    assert torch.allclose(features.var(dim=1, unbiased=False), torch.ones(3), atol=1e-3)
+    # Scaling the deep feature (what CBAM's gates do) leaves the classifier's input unchanged.
+    pooled = model.pool(deep)
+    assert torch.allclose(model.cls_norm(pooled), model.cls_norm(7.0 * pooled), atol=2e-3)
+    assert isinstance(build_model({"encoder": "tu-test_resnet"}).cls_norm, torch.nn.Identity)
+    with pytest.raises(Exception, match="norm"):
+        build_model({"encoder": "tu-test_resnet", "cls_head": {"norm": "batchnorm"}})

@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -270,16 +271,17 @@ def test_ema_decay_must_be_between_0_and_1() -> None:
 
 @pytest.mark.parametrize("native", [True, False])
 def test_amp_auto_on_cpu_trains_bf16_with_fp32_master_weights(
-    data: tuple, monkeypatch: pytest.MonkeyPatch, native: bool
+    data: tuple, monkeypatch: pytest.MonkeyPatch, precision_probe: Callable, native: bool
 ) -> None:
-    """``amp: auto`` on a CPU with bf16 hardware: the forward runs in bf16 (training and validation),
-    while weights, gradients' destination and AdamW moments stay float32; without it, all float32."""
+    """``amp: auto`` on a CPU with bf16 hardware where bf16 measures faster: the forward runs in bf16
+    (training and validation), while weights, gradients' destination and AdamW moments stay float32;
+    without bf16 hardware, all float32 (and nothing is measured)."""
     from trainables import device as device_module
 
+    precision_probe(1.0, 0.5)
     monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: native)
     dataset, split, _ = data
     loop = CrossValLoop(tiny_spec(epochs=1), dataset, split, device="cpu")
-    assert loop.amp.name == ("bf16" if native else "off") and not loop.amp.use_scaler
     model = loop.folds[0].model
     before = [p.detach().clone() for p in model.parameters()]
     seen: list[tuple[bool, torch.dtype]] = []
@@ -293,7 +295,9 @@ def test_amp_auto_on_cpu_trains_bf16_with_fp32_master_weights(
     moments = [s["exp_avg"] for s in loop.folds[0].optimizer.state.values()]
     assert moments and all(m.dtype == torch.float32 for m in moments)
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert loop.amp.name == ("bf16" if native else "off") and not loop.amp.use_scaler
     assert loop.summary()["amp"] == loop.amp.name
+    assert ("amp_probe" in loop.summary()) is native
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
@@ -487,13 +491,12 @@ def test_classifier_gate_decides_validation_and_keeps_the_ungated_figures(
     assert "ungated_dice" not in CrossValLoop(tiny_spec(), dataset, split, device="cpu").validate(fold)
 
 
-def test_predict_runs_with_the_validations_precision(data: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a CPU with bf16 hardware, predict (``amp`` auto) decides exactly like the loop's bf16 validation;
-    ``amp="off"`` gives the float32 figures, close to the bf16 ones."""
+def test_predict_runs_with_the_validations_precision(data: tuple, precision_probe: Callable) -> None:
+    """On a CPU where bf16 measures faster, predict (``amp`` auto) decides exactly like the loop's bf16
+    validation; ``amp="off"`` gives the float32 figures, close to the bf16 ones."""
     from analysis.predict import predict_arrays
-    from trainables import device as device_module
 
-    monkeypatch.setattr(device_module, "cpu_bf16_native", lambda: True)
+    precision_probe(1.0, 0.5)
     dataset, split, _ = data
     loop = CrossValLoop(tiny_spec(epochs=1), dataset, split, device="cpu")
     loop.step()
