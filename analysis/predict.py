@@ -4,12 +4,12 @@ The bundle is loaded once (safetensors, no pickle) and carries its preprocessing
 resize mode (``letterbox`` pads, ``stretch`` scales); the network normalises its input itself. Each image
 is read as gray, resized like the training data, run with the validation's precision (``train.amp:
 auto``: bf16 autocast on CUDA; on a CPU with bf16 hardware whichever of bf16 and float32 a timed forward
-finds faster (:func:`inference_amp`, measured once per machine and shape), elsewhere float32; ``amp="off"``
-forces float32) and ``channels_last`` weights (together 3x the fp32 NCHW images/s on the AMD CPU; with
-``tta``: averaged with its horizontal flip), and the lesion probability map is mapped back to the original
-size (:func:`trainables.data.resize.undo_resize`) and thresholded by :func:`trainables.metrics.lesion_mask`
-(the validation's rule). The same image always gives the same output: eval mode, no sampling,
-deterministic kernels on the CPU.
+finds faster (:func:`inference_amp`, once per machine, architecture and size), elsewhere float32;
+``amp="off"`` forces float32) and ``channels_last`` weights (together 3x the fp32 NCHW images/s on the
+AMD CPU; with ``tta``: averaged with its horizontal flip), and the lesion probability map is mapped back
+to the original size (:func:`trainables.data.resize.undo_resize`) and thresholded by
+:func:`trainables.metrics.lesion_mask` (the validation's rule). The same image always gives the same
+output on a machine: eval mode, no sampling, deterministic kernels on the CPU, one cached precision.
 
 Per image: class probabilities in the bundle's class order, the predicted class (arg-max), the lesion
 area in pixels at the original size, and a consistency flag: ``normal_with_lesion`` (the classifier says
@@ -81,21 +81,19 @@ def forward_probs(
     return seg_sum / n, cls_sum / n
 
 
-def inference_amp(
-    model: torch.nn.Module, images: np.ndarray, device: torch.device, batch_size: int, amp: str = "auto"
-) -> str:
-    """``amp``, with ``auto`` on a CPU with bf16 hardware decided by timing ``model``'s forward on a batch
-    of this shape in both precisions (:func:`trainables.cpu_precision.choose_cpu_amp`, cached per
-    architecture and shape): bf16 is slower than float32 on some of those CPUs."""
-    from trainables.cpu_precision import choose_cpu_amp, needs_probe
+def inference_amp(model: torch.nn.Module, images: np.ndarray, device: torch.device, amp: str = "auto") -> str:
+    """``amp``, with ``auto`` on a CPU with bf16 hardware decided by timing ``model``'s forward on images
+    of this size in both precisions (:func:`trainables.cpu_precision.choose_inference_amp`: one answer per
+    architecture, image size and machine, shared with the loop's validation): bf16 is slower than float32
+    on some of those CPUs."""
+    from trainables.cpu_precision import choose_inference_amp, needs_probe
 
     if not needs_probe(device, amp):
         return amp
     config = getattr(model, "config_dict", None)
     size = sum(p.numel() for p in model.parameters())
     model_id = config() if callable(config) else f"{type(model).__name__}:{size}"
-    shape = (min(batch_size, len(images)), 1, *(int(s) for s in images.shape[-2:]))
-    return choose_cpu_amp(model, shape, model_id=model_id).amp
+    return choose_inference_amp(model, tuple(images.shape[-2:]), model_id=model_id).amp
 
 
 def predict_arrays(
@@ -114,7 +112,7 @@ def predict_arrays(
     probabilities by :func:`trainables.metrics.gate_lesion` with the first model's class names)."""
     from tqdm import tqdm
 
-    amp = inference_amp(models[0], images, device, batch_size, amp) if len(images) else amp
+    amp = inference_amp(models[0], images, device, amp) if len(images) else amp
     segs, clss = [], []
     starts = range(0, len(images), batch_size)
     for start in tqdm(

@@ -458,6 +458,8 @@ def run_refit(
                 "epochs_rule": rule,
                 "schedule_epochs": spec.train.schedule_span,
                 "dev_images": len(split.dev),
+                "amp": loop.amp.name,  # the precision it trained in (train.amp auto: measured on a CPU)
+                "amp_probe": None if loop.amp_choice is None else loop.amp_choice.as_dict(),
             },
         )
         pd.DataFrame(history).to_csv(out / "refit_history.csv", index=False)

@@ -316,7 +316,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"bf16 in hardware: {cpu_bf16_native()} (torch CPU capability "
         f"{torch.backends.cpu.get_cpu_capability()}); train.amp auto -> "
-        f"{'measured (below)' if needs_probe(cpu, 'auto') else amp_settings(cpu, 'auto').name}"
+        + (
+            "the faster of bf16 and fp32, timed"
+            if needs_probe(cpu, "auto")
+            else amp_settings(cpu, "auto").name
+        )
     )
     n = args.steps * args.batch
     spec = spec_from_dict(
@@ -335,11 +339,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     bare = {v.name: Bare(v, args, dataset, split) for v in variants}
     loop = CrossValLoop(spec, dataset, split, "cpu")
     predictor = copy.deepcopy(loop.folds[0].model)  # predict puts its model in channels_last: not the loop's
+    torch.set_num_threads(threads[0])
     probe = loop.choose_amp()  # train.amp auto on bf16 hardware: timed here, as step() would, not counted
-    if probe is not None:
-        print(f"train.amp auto, measured by the loop: {probe.describe()}")
-    product = f"loop ({loop.amp.name}{'+cl' if loop.channels_last else ''})"
-    validation, predict = f"validation {product}", "predict_arrays"
+    if probe is not None and loop.val_amp_choice is not None:
+        print(f"train.amp auto, timed by the loop: training {probe.describe()}")
+        print(f"  validation {loop.val_amp_choice.describe()}")
+    layout = "+cl" if loop.channels_last else ""
+    product = f"loop ({loop.amp.name}{layout})"
+    validation, predict = f"validation loop ({loop.val_amp.name}{layout})", "predict_arrays"
     opt_ms = optimizer_step_ms(loop.folds[0].model, spec.train)
     print(f"AdamW step, ms: {opt_ms}")
     train: dict[int, dict[str, list[float]]] = {t: {} for t in threads}
@@ -380,8 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: dict[str, Any] = {
         "config": vars(args),
         "bf16_native": cpu_bf16_native(),
-        "amp_auto": loop.amp.name if loop.cfg.amp == "auto" else amp_settings(cpu, "auto").name,
+        "amp_auto": loop.amp.name if loop.cfg.amp == "auto" else None,
         "amp_probe": None if probe is None else probe.as_dict(),
+        "val_amp_probe": None if loop.val_amp_choice is None else loop.val_amp_choice.as_dict(),
         "product": product,
         "adamw_step_ms": opt_ms,
         "first_round_s": first_s,

@@ -131,8 +131,9 @@ class TrainConfig(Section):
     amp: Literal["auto", "bf16", "fp16", "off"] = field(
         default="auto",
         metadata={
-            "description": "auto: bf16 on CUDA (fp16 where unsupported) and on CPUs with bf16 hardware "
-            "(AVX512-BF16/AMX: 1.9x faster), else off (fp32); bf16 | fp16 (CUDA) | off force one"
+            "description": "auto: bf16 on CUDA (fp16 where unsupported); on CPUs with bf16 hardware "
+            "(AVX512-BF16/AMX) the faster of bf16 and off, timed before the first epoch (bf16 is 1.9x "
+            "fp32 on one such CPU, slower on another); else off (fp32); bf16 | fp16 (CUDA) | off force one"
         },
     )
     channels_last: bool = field(

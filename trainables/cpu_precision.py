@@ -7,28 +7,33 @@ bf16 trains 1.15-1.5x *slower* (11.5-13.8 vs 15.9-17.2 images/s) and infers 1.2x
 hardware is not measured: oneDNN emulates bf16 there and it is 2-10x slower
 (:func:`trainables.device.cpu_bf16_native`).
 
-The probe runs a few steps of the model as it will be used (training: forward under autocast, the real
-loss, backward; inference: the eval-mode forward) on a random batch of the real shape, both precisions
-interleaved so that a change of load hits both, and picks bf16 only when its median step is at least
-:data:`BF16_MARGIN` faster: fp32 is the numerically safer choice, so a tie goes to it. It trains a deep
-copy under :func:`torch.random.fork_rng`, so the caller's weights, batch-norm statistics and random
-streams are exactly as before (a seeded run stays repeatable). A training probe costs about 10 steps
-(about 10 s for the README recipe on the slower machine, against an hour of training).
+The probe runs a few steps of a deep copy of the model as it will be used (training: forward under
+autocast with labels, the real loss, backward; inference: the eval-mode forward, at the canonical batch
+:data:`INFER_BATCH` so that validation, ``evaluate`` and ``predict`` of one architecture agree) on a
+random batch of the real image size, both precisions interleaved so that a change of load hits both
+(1 warm-up + 3 timed steps each), and picks bf16 only when its median step is at least
+:data:`BF16_MARGIN` faster: fp32 is the numerically safer choice, so a tie goes to it. Under
+:func:`torch.random.fork_rng` on a copy without the caller's hooks, so the caller's weights, batch-norm
+statistics, hooks and random streams are as before (a seeded run stays repeatable).
 
-The answer is cached in memory and in ``<cache>/precision/<key>.json`` (the data cache's folder,
-:func:`trainables.data.cache.cache_dir`), keyed by the model's config, the input shape, training or
-inference, channels_last, torch's thread count and version and the CPU's name, so the folds of a run, a
-search's trials of one architecture and every later run on the machine share one measurement. Delete the
-folder to measure again; pass ``train.amp: bf16`` or ``off`` to skip the probe. The loop records its
-choice in its state (a resumed run keeps it) and in its summary.
+The timings are cached in memory and in ``<cache>/precision/<key>.json`` (the data cache's folder,
+:func:`trainables.data.cache.cache_dir`), measured under a file lock so that concurrent trials on a node
+measure once and agree. Key: the architecture (the model config without its weights source, dropout
+and latent-augmentation strengths, which do not change the work), input shape, training or inference,
+channels_last, torch's threads and version, the CPU's name and bf16 / AMX flags and oneDNN's ISA limit;
+the choice is recomputed from the cached times with the current margin. Delete the folder to measure
+again; ``train.amp: bf16`` or ``off`` skips the probe. The loop records its choices in its state (a
+resumed run keeps them) and summary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
+import os
 import platform
 import statistics
 import time
@@ -45,20 +50,35 @@ from trainables import device as torch_device
 from trainables.device import AmpSettings, autocast, to_channels_last
 
 BF16_MARGIN = 0.05  # bf16 must be at least 5% faster per step to be chosen
+INFER_BATCH = 16  # the inference probe's batch, whatever the caller's (one answer per architecture)
 PROBE_VERSION = 1
+ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+# Model-config entries that change no computation's cost (``cls_head.dropout`` and the latent
+# augmentation's strengths are searched: without this, every trial of one architecture would re-measure).
+NOT_ARCHITECTURE = {"encoder_weights": None, "cls_head": ("dropout",), "latent_aug": ("sigma", "alpha")}
 
-_MEMORY: dict[str, PrecisionChoice] = {}
+_MEMORY: dict[str, tuple[float, float]] = {}
 
 
 @dataclasses.dataclass(frozen=True)
 class PrecisionChoice:
     """The chosen ``train.amp`` (``bf16`` or ``off``), the median seconds per step of each precision and
-    whether this process ``measured`` it or read it from the ``cache``."""
+    where it came from (``measured`` now, the ``cache``, or a resumed run's ``state``)."""
 
     amp: str
     fp32_s: float
     bf16_s: float
     source: str = "measured"
+
+    @classmethod
+    def from_times(cls, fp32_s: float, bf16_s: float, source: str) -> PrecisionChoice:
+        amp = "bf16" if bf16_s <= (1.0 - BF16_MARGIN) * fp32_s else "off"
+        return cls(amp, float(fp32_s), float(bf16_s), source)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str) -> PrecisionChoice:
+        """A recorded choice (a state's or summary's dict), keeping its recorded ``amp``."""
+        return cls(str(data["amp"]), float(data["fp32_s"]), float(data["bf16_s"]), source)
 
     @property
     def speedup(self) -> float:
@@ -67,7 +87,7 @@ class PrecisionChoice:
 
     def describe(self) -> str:
         return (
-            f"{self.amp} ({self.source}: bf16 {self.speedup:.2f}x the speed of fp32, "
+            f"{self.amp} ({self.source}: bf16 at {self.speedup:.2f}x the speed of fp32, "
             f"{self.bf16_s * 1e3:.0f} vs {self.fp32_s * 1e3:.0f} ms per step)"
         )
 
@@ -86,13 +106,25 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a model config dict) without the entries of :data:`NOT_ARCHITECTURE`."""
+    out = dict(config)
+    for name, keys in NOT_ARCHITECTURE.items():
+        if keys is None:
+            out.pop(name, None)
+        elif isinstance(out.get(name), Mapping):
+            out[name] = {k: v for k, v in out[name].items() if k not in keys}
+    return out
+
+
 def probe_key(
     model_id: Mapping[str, Any] | str, shape: tuple[int, ...], train: bool, channels_last: bool
 ) -> str:
     """The cache key of one measurement: everything that changes which precision is faster."""
+    flags = {name: bool(getattr(torch.cpu, name, lambda: False)()) for name in torch_device.CPU_BF16_CHECKS}
     fields = {
         "version": PROBE_VERSION,
-        "model": model_id,
+        "model": architecture(model_id) if isinstance(model_id, Mapping) else model_id,
         "shape": list(shape),
         "mode": "train" if train else "infer",
         "channels_last": bool(channels_last),
@@ -100,6 +132,9 @@ def probe_key(
         "torch": torch.__version__,
         "cpu": cpu_name(),
         "capability": torch.backends.cpu.get_cpu_capability(),
+        "flags": flags,
+        "mkldnn": bool(torch.backends.mkldnn.enabled),
+        "isa_env": {name: os.environ.get(name) for name in ISA_ENV},
     }
     text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
@@ -121,53 +156,79 @@ def time_steps(run: Callable[[AmpSettings], None], repeats: int = 3, warmup: int
     return statistics.median(times["off"]), statistics.median(times["bf16"])
 
 
-def _train_step(
-    model: nn.Module, loss_fn: Callable[..., Any], x: torch.Tensor, m: torch.Tensor, y: torch.Tensor
-) -> Callable[[AmpSettings], None]:
-    def run(amp: AmpSettings) -> None:
-        with autocast(x.device, amp):
-            out = model(x, labels=y)
-        loss, _ = loss_fn(out, m, y)
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-
-    return run
+def _probe_copy(model: nn.Module, train: bool, channels_last: bool) -> nn.Module:
+    """A deep copy of ``model`` in the probe's mode, without the caller's hooks (profilers, W&B watch)."""
+    probe = copy.deepcopy(model)
+    for module in probe.modules():
+        for hooks in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
+            getattr(module, hooks, {}).clear()
+    probe.train(train)
+    return to_channels_last(probe) if channels_last else probe
 
 
-def _infer_step(model: nn.Module, x: torch.Tensor) -> Callable[[AmpSettings], None]:
-    def run(amp: AmpSettings) -> None:
-        with torch.inference_mode(), autocast(x.device, amp):
-            model(x)
+def _measure(
+    model: nn.Module,
+    shape: tuple[int, ...],
+    loss_fn: Callable[..., Any] | None,
+    num_classes: int,
+    channels_last: bool,
+    repeats: int,
+) -> tuple[float, float]:
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if device.type != "cpu":
+        raise ValueError(f"the precision probe times CPU models; this one is on {device}")
+    with torch.random.fork_rng(devices=[]):
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand(shape, generator=gen)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        probe = _probe_copy(model, loss_fn is not None, channels_last)
+        if loss_fn is not None:
+            m = (torch.rand(shape, generator=gen) > 0.7).float()
+            y = torch.arange(shape[0]) % num_classes
 
-    return run
+            def run(amp: AmpSettings) -> None:
+                with torch.enable_grad():
+                    with autocast(device, amp):
+                        out = probe(x, labels=y)
+                    loss, _ = loss_fn(out, m, y)
+                    if loss.requires_grad:
+                        loss.backward()
+                probe.zero_grad(set_to_none=True)
+        else:
+
+            def run(amp: AmpSettings) -> None:
+                with torch.inference_mode(), autocast(device, amp):
+                    probe(x)
+
+        return time_steps(run, repeats=repeats)
 
 
-def _cached(key: str, cache: Path | None) -> PrecisionChoice | None:
+def _cached(key: str, folder: Path | None) -> tuple[float, float] | None:
     if key in _MEMORY:
         return _MEMORY[key]
-    if cache is None:
+    if folder is None:
         return None
-    path = cache / f"{key}.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        choice = PrecisionChoice(str(data["amp"]), float(data["fp32_s"]), float(data["bf16_s"]), "cache")
+        data = json.loads((folder / f"{key}.json").read_text(encoding="utf-8"))
+        times = float(data["fp32_s"]), float(data["bf16_s"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if choice.amp not in ("bf16", "off"):
+    if not all(t > 0 for t in times):
         return None
-    _MEMORY[key] = choice
-    return choice
+    _MEMORY[key] = times
+    return times
 
 
-def _store(key: str, choice: PrecisionChoice, cache: Path | None) -> None:
-    _MEMORY[key] = choice
-    if cache is None:
+def _store(key: str, times: tuple[float, float], folder: Path | None) -> None:
+    _MEMORY[key] = times
+    if folder is None:
         return
+    record = {"fp32_s": times[0], "bf16_s": times[1], "cpu": cpu_name(), "torch": torch.__version__}
     try:
-        record = {**choice.as_dict(), "cpu": cpu_name(), "torch": torch.__version__}
-        write_json_atomic(cache / f"{key}.json", record)
+        write_json_atomic(folder / f"{key}.json", record)
     except OSError as exc:  # a read-only cache costs a re-measurement next time, never the run
-        warnings.warn(f"could not cache the precision probe in {cache}: {exc}", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"could not cache the precision probe in {folder}: {exc}", RuntimeWarning, stacklevel=3)
 
 
 def default_cache() -> Path:
@@ -191,42 +252,41 @@ def choose_cpu_amp(
     """Measure (or read back) the faster CPU precision for ``model`` on inputs of ``shape`` ``[B, 1, H, W]``.
 
     With ``loss_fn`` it times a training step (forward with labels, ``loss_fn(out, masks, labels)``,
-    backward) on a deep copy in train mode; without, an eval-mode forward of ``model`` itself (inference
-    changes nothing). ``model_id`` names the architecture for the cache key (the model config dict).
-    ``cache``: True for :func:`default_cache`, a folder, or False / None for memory only.
+    backward), without it an eval-mode forward, both on a copy. ``model_id`` names the architecture for
+    the cache key (the model config dict, see :func:`architecture`). ``cache``: True for
+    :func:`default_cache`, a folder, or False / None for memory only.
     """
+    from trainables.data.cache import file_lock
+
     train = loss_fn is not None
     key = probe_key(model_id, tuple(int(s) for s in shape), train, channels_last)
     folder = default_cache() if cache is True else (Path(cache) if cache else None)
-    found = _cached(key, folder)
-    if found is not None:
-        return found
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with torch.random.fork_rng(devices=[]):
-        gen = torch.Generator().manual_seed(0)
-        x = torch.rand(shape, generator=gen).to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        if train:
-            probe = copy.deepcopy(model).train()
-            if channels_last:
-                probe = to_channels_last(probe)
-            m = (torch.rand(shape, generator=gen) > 0.7).float().to(device)
-            y = (torch.arange(shape[0]) % num_classes).to(device)
-            run = _train_step(probe, loss_fn, x, m, y)
-        else:
-            was_training = model.training
-            probe = (to_channels_last(model) if channels_last else model).eval()
-            run = _infer_step(probe, x)
-        try:
-            fp32_s, bf16_s = time_steps(run, repeats=repeats)
-        finally:
-            if not train:
-                model.train(was_training)
-    amp = "bf16" if bf16_s <= (1.0 - BF16_MARGIN) * fp32_s else "off"
-    choice = PrecisionChoice(amp, fp32_s, bf16_s, "measured")
-    _store(key, choice, folder)
-    return choice
+    times = _cached(key, folder)
+    if times is not None:
+        return PrecisionChoice.from_times(*times, "cache")
+    lock = file_lock(folder / f"{key}.lock") if folder is not None else contextlib.nullcontext()
+    with lock:
+        times = _cached(key, folder)  # another process may have measured while this one waited
+        if times is not None:
+            return PrecisionChoice.from_times(*times, "cache")
+        times = _measure(model, shape, loss_fn, num_classes, channels_last, repeats)
+        _store(key, times, folder)
+    return PrecisionChoice.from_times(*times, "measured")
+
+
+def choose_inference_amp(
+    model: nn.Module,
+    size: tuple[int, int],
+    *,
+    model_id: Mapping[str, Any] | str,
+    channels_last: bool = True,
+    cache: Path | bool | None = True,
+) -> PrecisionChoice:
+    """The faster inference precision of ``model`` on ``size`` (H, W) images, timed at :data:`INFER_BATCH`
+    whatever the caller's batch, so that the loop's validation, ``evaluate`` and ``predict`` of one
+    architecture run in one precision on a machine."""
+    shape = (INFER_BATCH, 1, int(size[0]), int(size[1]))
+    return choose_cpu_amp(model, shape, model_id=model_id, channels_last=channels_last, cache=cache)
 
 
 def needs_probe(device: torch.device, amp: str) -> bool:

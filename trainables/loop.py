@@ -64,7 +64,7 @@ from model_zoo.files import save_torch_atomic
 from model_zoo.losses import build_loss, class_weights_from_counts
 from trainables.augment import BatchAugment
 from trainables.config import TrainConfig
-from trainables.cpu_precision import PrecisionChoice, choose_cpu_amp, needs_probe
+from trainables.cpu_precision import PrecisionChoice, choose_cpu_amp, choose_inference_amp, needs_probe
 from trainables.device import (
     amp_settings,
     autocast,
@@ -271,10 +271,12 @@ class CrossValLoop:
         self.spec = spec
         self.cfg: TrainConfig = spec.train
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.amp = amp_settings(self.device, self.cfg.amp)
-        # auto on a CPU with bf16 hardware: measured on the first step() unless a resumed state says
-        # which precision the run trained in (trainables.cpu_precision)
+        self.amp = amp_settings(self.device, self.cfg.amp)  # training
+        self.val_amp = self.amp  # validation
+        # auto on a CPU with bf16 hardware: both measured on the first step() unless a resumed state
+        # says which precisions the run used (trainables.cpu_precision)
         self.amp_choice: PrecisionChoice | None = None
+        self.val_amp_choice: PrecisionChoice | None = None
         self._probe_amp = needs_probe(self.device, self.cfg.amp)
         self.class_names = tuple(dataset.class_names)
         if spec.model.num_classes != len(self.class_names):
@@ -363,11 +365,12 @@ class CrossValLoop:
         return self.epoch >= self.cfg.epochs or all(f.stopped for f in self.folds)
 
     def choose_amp(self) -> PrecisionChoice | None:
-        """Decide ``train.amp: auto`` on a CPU with bf16 hardware by timing a training step of the first
-        active fold's model in both precisions (:func:`trainables.cpu_precision.choose_cpu_amp`; the
-        weights and random streams are left as they were). ``step()`` calls it once; a no-op after that,
-        after a resume that recorded the precision, and wherever ``amp_settings`` decides alone."""
-        if not self._probe_amp:
+        """Decide ``train.amp: auto`` on a CPU with bf16 hardware by timing a training step and a
+        validation forward of the first active fold's model in both precisions
+        (:mod:`trainables.cpu_precision`; on copies: weights and random streams are left as they were);
+        returns the training choice. ``step()`` calls it once; a no-op after that, after a resume that
+        recorded the precisions, and wherever ``amp_settings`` decides alone."""
+        if not self._probe_amp or self.done:
             return self.amp_choice
         fold = next((f for f in self.folds if not f.stopped), self.folds[0])
         height, width = (int(s) for s in self.images.shape[-2:])
@@ -380,7 +383,11 @@ class CrossValLoop:
             num_classes=len(self.class_names),
             channels_last=self.channels_last,
         )
+        self.val_amp_choice = choose_inference_amp(
+            fold.model, (height, width), model_id=fold.model.config_dict(), channels_last=self.channels_last
+        )
         self.amp = amp_settings(self.device, self.amp_choice.amp)
+        self.val_amp = amp_settings(self.device, self.val_amp_choice.amp)
         self._probe_amp = False
         return self.amp_choice
 
@@ -445,7 +452,7 @@ class CrossValLoop:
             x, m, y = self._batch(idx[start : start + step])
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.amp):
+            with autocast(self.device, self.val_amp):
                 out = forward(x)
             seg_logits, cls_logits = out
             loss, _ = fold.loss_fn(out, m, y)
@@ -548,9 +555,12 @@ class CrossValLoop:
             "class_names": list(self.class_names),
             "device": str(self.device),
             "amp": self.amp.name,
+            "val_amp": self.val_amp.name,
         }
         if self.amp_choice is not None:
             out["amp_probe"] = self.amp_choice.as_dict()
+        if self.val_amp_choice is not None:
+            out["val_amp_probe"] = self.val_amp_choice.as_dict()
         if not self.history:
             return out
         scores = [h["val/score"] for h in self.history]
@@ -597,7 +607,9 @@ class CrossValLoop:
             "version": STATE_VERSION,
             "epoch": self.epoch,
             "amp": None if self._probe_amp else self.amp.name,  # None: not measured yet
+            "val_amp": None if self._probe_amp else self.val_amp.name,
             "amp_probe": None if self.amp_choice is None else self.amp_choice.as_dict(),
+            "val_amp_probe": None if self.val_amp_choice is None else self.val_amp_choice.as_dict(),
             "score_best": self.score_best,
             "split": self._split_digest,
             "history": [dict(h) for h in self.history],
@@ -619,6 +631,25 @@ class CrossValLoop:
                 for f in self.folds
             ],
         }
+
+    def _resume_precision(self, state: Mapping[str, Any]) -> None:
+        """A resumed run keeps the precisions it trained and validated in (when ``amp`` is auto on a CPU
+        with bf16 hardware; elsewhere the detection is deterministic). A state written before the probe
+        existed has no ``amp`` key: its run used the detection (bf16), so that stays. A state saved
+        before the first measurement (``amp`` None) or on CUDA leaves the choice to the probe."""
+        if not self._probe_amp:
+            return
+        if "amp" not in state:
+            self._probe_amp = False
+            return
+        saved_on = state.get("rng", {}).get("augment_device", "cpu")
+        if state["amp"] not in ("bf16", "off") or saved_on != "cpu":
+            return
+        self.amp = amp_settings(self.device, state["amp"])
+        self.val_amp = amp_settings(self.device, state.get("val_amp") or state["amp"])
+        self.amp_choice = _recorded_choice(state.get("amp_probe"))
+        self.val_amp_choice = _recorded_choice(state.get("val_amp_probe"))
+        self._probe_amp = False
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output (same spec and split; checked)."""
@@ -645,11 +676,7 @@ class CrossValLoop:
             fold.last_metrics = _fold_val_metrics(state["history"], fold.index, int(state["epoch"]))
             fold.last_finite_loss = saved["last_finite_loss"]
             fold.last_lr = float(saved["last_lr"])
-        if self._probe_amp and state.get("amp") in ("bf16", "off"):  # a resumed run keeps its precision
-            self.amp = amp_settings(self.device, state["amp"])
-            probe = state.get("amp_probe")
-            self.amp_choice = PrecisionChoice(**{**probe, "source": "state"}) if probe else None
-            self._probe_amp = False
+        self._resume_precision(state)
         self.epoch = int(state["epoch"])
         self.score_best = float(state["score_best"])
         self.history = [dict(h) for h in state["history"]]
@@ -672,6 +699,10 @@ class CrossValLoop:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+def _recorded_choice(data: Any) -> PrecisionChoice | None:
+    return PrecisionChoice.from_dict(data, "state") if isinstance(data, Mapping) else None
 
 
 def fold_weights_epoch(history: Sequence[Mapping[str, float]], fold: int, epoch: int) -> int:

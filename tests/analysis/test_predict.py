@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -182,8 +183,9 @@ def test_gpu_alias_fails_clearly_without_cuda(
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_prediction_matches_the_cpu(
-    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], precision_probe: Callable
 ) -> None:
+    precision_probe(1.0, 0.5)  # the CPU side in bf16 like the GPU's (fp32 vs bf16 differ by up to 2e-3)
     gray = np.asarray(Image.open(_image(tmp_path / "a.png", 90, 70)))
     cpu, gpu = (
         Predictor(tiny_bundle, "cpu").predict_gray(gray),

@@ -213,7 +213,7 @@ def dataset_key(fingerprint: str, cfg: DataConfig) -> str:
 
 
 @contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``path`` (a no-op where ``fcntl`` is missing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -242,7 +242,7 @@ def synthetic_root(cfg: SyntheticConfig, progress: bool = False) -> Path:
     manifest = folder / synthetic.MANIFEST_NAME
     if manifest.is_file():
         return folder
-    with _lock(folder.parent / f"{folder.name}.lock"):
+    with file_lock(folder.parent / f"{folder.name}.lock"):
         if not manifest.is_file():
             synthetic.make_synthetic(
                 folder, n_per_class=tuple(cfg.n_per_class), size=cfg.size, seed=cfg.seed, progress=progress
@@ -406,7 +406,7 @@ def _load_entry(cfg: DataConfig, progress: bool) -> BUSDataset:
     shown_root = scan.root if cfg.root is not None else None
     with contextlib.suppress(FileNotFoundError, ValueError, OSError, KeyError):
         return _open_entry(entry, scan, shown_root)
-    with _lock(entry.parent / f"{entry.name}.lock"):
+    with file_lock(entry.parent / f"{entry.name}.lock"):
         with contextlib.suppress(FileNotFoundError, ValueError, OSError, KeyError):
             return _open_entry(entry, scan, shown_root)  # built by another process meanwhile
         remove_dead_temps(entry.parent)  # a killed build's arrays would fill the disk for this one
