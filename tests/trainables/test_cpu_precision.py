@@ -237,14 +237,23 @@ def test_the_loop_trains_in_the_measured_precision_and_a_resume_keeps_it(
     assert state["amp"] == "off" and state["val_amp"] == "off"
 
     # The same machine now times bf16 faster: a resumed run still trains as it started, unmeasured.
+    resumed = resume_without_measuring(state, data, monkeypatch)
+    assert resumed.amp.name == "off" and resumed.summary()["amp_probe"]["source"] == "state"
+
+
+def resume_without_measuring(state: dict, data: tuple, monkeypatch: pytest.MonkeyPatch) -> CrossValLoop:
+    """A new loop resumed from ``state`` and stepped once, failing if it measures either precision."""
+
     def fail(*args: object, **kwargs: object) -> None:
-        raise AssertionError("a resumed run must not measure again")
+        raise AssertionError("a resumed run must not measure")
 
     monkeypatch.setattr("trainables.loop.choose_cpu_amp", fail)
+    monkeypatch.setattr("trainables.loop.choose_inference_amp", fail)
+    dataset, split, _ = data
     resumed = CrossValLoop(tiny_spec(epochs=2), dataset, split, device="cpu")
     resumed.load_state_dict(state)
     resumed.step()
-    assert resumed.amp.name == "off" and resumed.summary()["amp_probe"]["source"] == "state"
+    return resumed
 
 
 def test_predict_measures_inference_once_per_shape(
@@ -282,14 +291,7 @@ def test_a_state_from_before_the_probe_keeps_the_detected_precision(
     loop = CrossValLoop(tiny_spec(epochs=2, amp="bf16"), dataset, split, device="cpu")
     loop.step()
     state = {k: v for k, v in loop.state_dict().items() if "amp" not in k}
-
-    def fail(*args: object, **kwargs: object) -> None:
-        raise AssertionError("an old state must not be measured")
-
-    monkeypatch.setattr("trainables.loop.choose_cpu_amp", fail)
-    resumed = CrossValLoop(tiny_spec(epochs=2), dataset, split, device="cpu")
-    resumed.load_state_dict(state)
-    resumed.step()
+    resumed = resume_without_measuring(state, data, monkeypatch)
     assert resumed.amp.name == "bf16" and resumed.val_amp.name == "bf16"
 
 
