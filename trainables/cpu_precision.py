@@ -264,8 +264,12 @@ def choose_cpu_amp(
     times = _cached(key, folder)
     if times is not None:
         return PrecisionChoice.from_times(*times, "cache")
-    lock = file_lock(folder / f"{key}.lock") if folder is not None else contextlib.nullcontext()
-    with lock:
+    with contextlib.ExitStack() as stack:
+        if folder is not None:
+            try:
+                stack.enter_context(file_lock(folder / f"{key}.lock"))
+            except OSError as exc:  # an unwritable cache: measure unlocked, never fail the run
+                warnings.warn(f"precision probe: no lock in {folder}: {exc}", RuntimeWarning, stacklevel=2)
         times = _cached(key, folder)  # another process may have measured while this one waited
         if times is not None:
             return PrecisionChoice.from_times(*times, "cache")

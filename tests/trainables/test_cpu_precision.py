@@ -132,6 +132,18 @@ def test_a_damaged_cache_file_is_measured_again(fresh: Path, monkeypatch: pytest
     assert json.loads(path.read_text())["bf16_s"] == 2.0
 
 
+def test_an_unusable_cache_folder_costs_a_warning_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cpu_precision, "_MEMORY", {})
+    monkeypatch.setattr(cpu_precision, "time_steps", lambda run, **kw: (1.0, 0.5))
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    with pytest.warns(RuntimeWarning, match="precision probe"):
+        choice = choose_cpu_amp(tiny_model(), SHAPE, model_id="tiny", cache=not_a_folder)
+    assert choice == PrecisionChoice("bf16", 1.0, 0.5, "measured")
+
+
 def test_cached_times_are_decided_with_the_current_margin(
     fresh: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
