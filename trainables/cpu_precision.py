@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -95,8 +96,10 @@ class PrecisionChoice:
         return dataclasses.asdict(self)
 
 
+@functools.cache
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`), read once per
+    process: ``predict`` builds a probe key for every image it is given."""
     try:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
             if line.lower().startswith("model name"):

@@ -375,16 +375,17 @@ class CrossValLoop:
         fold = next((f for f in self.folds if not f.stopped), self.folds[0])
         height, width = (int(s) for s in self.images.shape[-2:])
         batch = min(self.cfg.batch_size, len(fold.train_idx))
+        model_id = fold.model.config_dict()
         self.amp_choice = choose_cpu_amp(
             fold.model,
             (batch, 1, height, width),
-            model_id=fold.model.config_dict(),
+            model_id=model_id,
             loss_fn=fold.loss_fn,
             num_classes=len(self.class_names),
             channels_last=self.channels_last,
         )
         self.val_amp_choice = choose_inference_amp(
-            fold.model, (height, width), model_id=fold.model.config_dict(), channels_last=self.channels_last
+            fold.model, (height, width), model_id=model_id, channels_last=self.channels_last
         )
         self.amp = amp_settings(self.device, self.amp_choice.amp)
         self.val_amp = amp_settings(self.device, self.val_amp_choice.amp)
